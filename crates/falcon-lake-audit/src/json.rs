@@ -1,0 +1,321 @@
+//! A minimal JSON object writer: the mapping builds `eventData` directly as text
+//! in one buffer, nested objects included, so that already-valid JSON (the raw
+//! event, `Attributes`) is spliced in verbatim instead of being parsed and
+//! re-serialised, and nothing is copied twice.
+
+/// Deepest nesting an [`ObjectWriter`] tracks (well beyond what the mapping uses).
+const MAX_DEPTH: u32 = 63;
+
+/// Builds one JSON object (with nested objects) as text.
+#[derive(Debug)]
+pub struct ObjectWriter {
+    buf: String,
+    /// Open objects, the outermost included.
+    depth: u32,
+    /// Bit `d` is set while the object at depth `d` has no field yet.
+    empty: u64,
+}
+
+/// A position to roll an [`ObjectWriter`] back to.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    len: usize,
+    depth: u32,
+    empty: u64,
+}
+
+impl Default for ObjectWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ObjectWriter {
+    /// Starts an empty object.
+    pub fn new() -> Self {
+        Self::with_capacity(256)
+    }
+
+    /// Starts an empty object with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf = String::with_capacity(capacity);
+        buf.push('{');
+        Self {
+            buf,
+            depth: 1,
+            empty: 1,
+        }
+    }
+
+    fn top(&self) -> u64 {
+        1 << (self.depth - 1)
+    }
+
+    /// True when the innermost open object has no field yet.
+    pub fn is_empty(&self) -> bool {
+        self.empty & self.top() != 0
+    }
+
+    /// Bytes written so far, with one closing brace per open object.
+    pub fn len(&self) -> usize {
+        self.buf.len() + self.depth as usize
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.is_empty() {
+            self.empty &= !self.top();
+        } else {
+            self.buf.push(',');
+        }
+        write_string(&mut self.buf, key);
+        self.buf.push(':');
+    }
+
+    /// Writes a string field.
+    pub fn string(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key);
+        write_string(&mut self.buf, value);
+        self
+    }
+
+    /// Writes a boolean field.
+    pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
+        self.key(key);
+        self.buf.push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    /// Writes an integer field.
+    pub fn int(&mut self, key: &str, value: i128) -> &mut Self {
+        self.key(key);
+        self.buf.push_str(&value.to_string());
+        self
+    }
+
+    /// Writes a field whose value is already valid JSON text.
+    pub fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+        self.key(key);
+        self.buf.push_str(json);
+        self
+    }
+
+    /// Writes a nested object built separately.
+    pub fn object(&mut self, key: &str, value: ObjectWriter) -> &mut Self {
+        let text = value.finish();
+        self.raw(key, &text)
+    }
+
+    /// Opens a nested object field; close it with [`ObjectWriter::end`].
+    /// Nesting deeper than 63 objects is written flat into the innermost one.
+    pub fn begin(&mut self, key: &str) -> &mut Self {
+        if self.depth >= MAX_DEPTH {
+            return self;
+        }
+        self.key(key);
+        self.buf.push('{');
+        self.depth += 1;
+        self.empty |= self.top();
+        self
+    }
+
+    /// Closes the innermost nested object.
+    pub fn end(&mut self) -> &mut Self {
+        if self.depth > 1 {
+            self.empty &= !self.top();
+            self.depth -= 1;
+            self.buf.push('}');
+        }
+        self
+    }
+
+    /// The current position, to return to with [`ObjectWriter::rollback`].
+    pub fn mark(&self) -> Mark {
+        Mark {
+            len: self.buf.len(),
+            depth: self.depth,
+            empty: self.empty,
+        }
+    }
+
+    /// Forgets everything written since `mark`.
+    pub fn rollback(&mut self, mark: Mark) {
+        self.buf.truncate(mark.len);
+        self.depth = mark.depth;
+        self.empty = mark.empty;
+    }
+
+    /// Bytes written since `mark`.
+    pub fn written_since(&self, mark: &Mark) -> usize {
+        self.buf.len() - mark.len
+    }
+
+    /// Closes every open object and returns the text.
+    pub fn finish(mut self) -> String {
+        for _ in 0..self.depth {
+            self.buf.push('}');
+        }
+        self.buf
+    }
+}
+
+/// Bytes JSON requires to be escaped inside strings.
+const fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// True when one of the eight bytes of `word` needs escaping: bytes below 0x20,
+/// `"` or `\\` (SWAR: a zero byte in `word ^ c` marks a byte equal to `c`).
+fn word_needs_escape(word: u64) -> bool {
+    let has_zero = |v: u64| v.wrapping_sub(LOW_BITS) & !v & HIGH_BITS;
+    let below_space = word.wrapping_sub(LOW_BITS * 0x20) & !word & HIGH_BITS;
+    (below_space | has_zero(word ^ (LOW_BITS * u64::from(b'"'))) | has_zero(word ^ (LOW_BITS * u64::from(b'\\')))) != 0
+}
+
+/// Position of the first byte of `bytes[from..]` that needs escaping, eight at a time.
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while at + 8 <= bytes.len() {
+        let mut chunk = [0u8; 8];
+        chunk.copy_from_slice(&bytes[at..at + 8]);
+        if word_needs_escape(u64::from_le_bytes(chunk)) {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..].iter().position(|b| needs_escape(*b)).map(|p| at + p)
+}
+
+/// Appends `value` as a JSON string literal.
+pub fn write_string(out: &mut String, value: &str) {
+    out.reserve(value.len() + 2);
+    out.push('"');
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    while let Some(at) = next_escape(bytes, start) {
+        out.push_str(&value[start..at]);
+        match bytes[at] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            other => out.push_str(&format!("\\u{other:04x}")),
+        }
+        start = at + 1;
+    }
+    out.push_str(&value[start..]);
+    out.push('"');
+}
+
+/// Length of `value` once written by [`write_string`].
+pub fn escaped_len(value: &str) -> usize {
+    2 + value
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// Longest prefix of `value` of at most `max` bytes that ends on a character boundary.
+pub fn truncate_to(value: &str, max: usize) -> &str {
+    if value.len() <= max {
+        return value;
+    }
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+/// Longest prefix of `value` whose escaped form (quotes included) fits in `budget` bytes.
+pub fn truncate_escaped(value: &str, budget: usize) -> &str {
+    let mut used = 2;
+    for (i, c) in value.char_indices() {
+        let cost = match c {
+            '"' | '\\' | '\n' | '\r' | '\t' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        };
+        if used + cost > budget {
+            return &value[..i];
+        }
+        used += cost;
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like_serde_json() {
+        let long = format!("{}\"{}\u{1f}{}", "a".repeat(13), "b".repeat(9), "ü".repeat(11));
+        for s in [
+            "plain",
+            "quote\" back\\ nl\n cr\r tab\t",
+            "\u{1}\u{1f}",
+            "ünï €",
+            "",
+            "\"",
+            "end\\",
+            "0123456789abcdef ",
+            &long,
+        ] {
+            let mut ours = String::new();
+            write_string(&mut ours, s);
+            assert_eq!(ours, serde_json::to_string(s).expect("serialise"));
+            assert_eq!(escaped_len(s), ours.len());
+        }
+    }
+
+    #[test]
+    fn builds_nested_objects_in_one_buffer() {
+        let mut inner = ObjectWriter::new();
+        inner.int("n", -3);
+        let mut w = ObjectWriter::new();
+        w.string("a", "x").bool("b", false).object("c", inner).raw("d", "[1]");
+        w.begin("e").string("f", "g").begin("h").end().end().int("i", 1);
+        let len = w.len();
+        let text = w.finish();
+        assert_eq!(text.len(), len);
+        let v: serde_json::Value = serde_json::from_str(&text).expect("valid json");
+        assert_eq!(v["c"]["n"], -3);
+        assert_eq!(v["e"]["f"], "g");
+        assert_eq!(v["e"]["h"], serde_json::json!({}));
+        assert_eq!(ObjectWriter::new().finish(), "{}");
+    }
+
+    #[test]
+    fn rolls_back_to_a_mark() {
+        let mut w = ObjectWriter::new();
+        w.string("a", "1");
+        let mark = w.mark();
+        w.begin("big").string("x", "yyyy");
+        assert!(w.written_since(&mark) > 10);
+        w.rollback(mark);
+        w.string("b", "2");
+        assert_eq!(w.finish(), r#"{"a":"1","b":"2"}"#);
+        let mut open = ObjectWriter::new();
+        open.begin("x");
+        let mark = open.mark();
+        open.string("y", "z");
+        open.rollback(mark);
+        assert_eq!(open.finish(), r#"{"x":{}}"#);
+    }
+
+    #[test]
+    fn truncation_respects_characters_and_escapes() {
+        assert_eq!(truncate_to("héllo", 2), "h");
+        assert_eq!(truncate_to("héllo", 3), "hé");
+        assert_eq!(truncate_escaped("a\"b", 4), "a");
+        assert_eq!(truncate_escaped("abc", 100), "abc");
+    }
+}

@@ -1,0 +1,55 @@
+//! The `falcon-lake` command line.
+
+mod emulate;
+mod sm;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::logging::{self, LogFormat};
+
+/// CrowdStrike Falcon audit events into AWS CloudTrail Lake.
+#[derive(Debug, Parser)]
+#[command(name = "falcon-lake", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format (filter with RUST_LOG, e.g. RUST_LOG=falcon_lake=debug).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FALCON_LAKE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an emulator of one of the external APIs on loopback.
+    Emulate {
+        #[command(subcommand)]
+        which: emulate::Which,
+    },
+    /// SmartModule tools.
+    Sm {
+        #[command(subcommand)]
+        command: sm::SmCommand,
+    },
+}
+
+/// Parses arguments and runs the command.
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    if let Command::Sm { command } = cli.command {
+        let failures = sm::run(command)?;
+        anyhow::ensure!(
+            failures == 0,
+            "the SmartModule failed on {failures} record(s); see above"
+        );
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Emulate { which } => emulate::run(which).await,
+            Command::Sm { .. } => Ok(()),
+        }
+    })
+}

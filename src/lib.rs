@@ -1,0 +1,20 @@
+//! falcon-lake: CrowdStrike Falcon audit events into AWS CloudTrail Lake.
+//!
+//! The stages (Falcon source, SmartModule transform, CloudTrail sink) are library
+//! code shared by the Fluvio connectors and the embedded single-binary pipeline;
+//! only the topic backend differs. Emulators of both APIs live in [`emulate`].
+
+pub mod backoff;
+pub mod cli;
+pub mod cloudtrail;
+pub mod config;
+pub mod emulate;
+pub mod falcon;
+pub mod logging;
+pub mod metrics;
+pub mod net;
+pub mod secret;
+pub mod transform;
+
+/// The shared, dependency-light contract: record keys, ids, mapping, schema.
+pub use falcon_lake_audit as audit;
