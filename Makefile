@@ -12,7 +12,7 @@ demo: wasm
 
 ## Runs every check CI runs: formatting, clippy, all tests (native and wasm).
 test: wasm lint
-	cargo test --workspace
+	AWS_EC2_METADATA_DISABLED=true cargo test --workspace
 	cd $(SM_DIR) && cargo test
 
 setup:

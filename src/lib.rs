@@ -8,12 +8,15 @@ pub mod backoff;
 pub mod cli;
 pub mod cloudtrail;
 pub mod config;
+pub mod connector;
 pub mod emulate;
 pub mod falcon;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod pipeline;
 pub mod secret;
+pub mod topic;
 pub mod transform;
 
 /// The shared, dependency-light contract: record keys, ids, mapping, schema.

@@ -1,6 +1,10 @@
 //! The `falcon-lake` command line.
 
+mod check;
+mod demo;
 mod emulate;
+mod replay;
+mod run;
 mod sm;
 
 use anyhow::Result;
@@ -21,6 +25,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the embedded pipeline (Falcon → SmartModule → CloudTrail Lake) from a config file.
+    Run(run::RunArgs),
+    /// Run both emulators and the whole pipeline, then print a summary.
+    Demo(demo::DemoArgs),
+    /// Backfill a range of the topic to CloudTrail (the live sink's offset is untouched).
+    Replay(replay::ReplayArgs),
+    /// Validate a config and test connectivity to Falcon, the topic and CloudTrail.
+    Check(check::CheckArgs),
     /// Run an emulator of one of the external APIs on loopback.
     Emulate {
         #[command(subcommand)]
@@ -48,6 +60,10 @@ pub fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Replay(args) => replay::run(args).await,
+            Command::Check(args) => check::run(args).await,
             Command::Emulate { which } => emulate::run(which).await,
             Command::Sm { .. } => Ok(()),
         }

@@ -138,7 +138,13 @@ fn classify_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 Some(e) => crate::falcon::error::error_chain(e),
                 None => format!("{failure:?}"),
             };
-            transient("ConnectionError", &detail)
+            // The SDK resolves credentials while dispatching; say so plainly.
+            if detail.contains("loading credentials") {
+                let advice = "no usable AWS credentials: set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with an instance or task role";
+                transient("CredentialsError", &format!("{advice} ({detail})"))
+            } else {
+                transient("ConnectionError", &detail)
+            }
         }
         SdkError::ResponseError(_) => transient("MalformedResponse", "the response could not be read"),
         other => transient("RequestError", &crate::falcon::error::error_chain(other)),

@@ -1,5 +1,9 @@
 //! Configuration files: the Fluvio connector YAML, secrets, and units.
 
+pub mod connector;
+pub mod embedded;
+pub mod secrets;
+pub mod sections;
 pub mod units;
 
 use anyhow::{anyhow, Result};

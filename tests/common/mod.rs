@@ -2,7 +2,7 @@
 //! run in the background, and the emulators' control APIs over HTTP.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -359,5 +359,184 @@ pub async fn publish(
         result,
         settlements,
         metrics,
+    }
+}
+
+/// The built SmartModule (the test command builds it first).
+pub fn module_wasm() -> std::path::PathBuf {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("smartmodules/falcon-audit-to-cloudtrail/target/wasm32-wasip1/release/falcon_audit_to_cloudtrail.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make wasm` (the test command does)",
+        path.display()
+    );
+    path
+}
+
+/// Both emulators and a config directory for one pipeline.
+pub struct Harness {
+    pub falcon: FalconEmulator,
+    pub falcon_control: Control,
+    pub cloudtrail: falcon_lake::emulate::cloudtrail::CloudTrailEmulator,
+    pub cloudtrail_control: Control,
+    pub dir: tempfile::TempDir,
+    pub config: std::path::PathBuf,
+    pub secrets: std::path::PathBuf,
+}
+
+impl Harness {
+    /// Starts the emulators and writes `config.yaml` (with `extra` appended) and `secrets.txt`.
+    pub async fn start(
+        falcon: FalconEmulatorConfig,
+        cloudtrail: falcon_lake::emulate::cloudtrail::CloudTrailEmulatorConfig,
+        extra: &str,
+    ) -> Self {
+        Self::start_with(falcon, cloudtrail, "", extra).await
+    }
+
+    /// Like [`Harness::start`], with `cloudtrail_extra` lines added to the `cloudtrail` section.
+    pub async fn start_with(
+        falcon: FalconEmulatorConfig,
+        cloudtrail: falcon_lake::emulate::cloudtrail::CloudTrailEmulatorConfig,
+        cloudtrail_extra: &str,
+        extra: &str,
+    ) -> Self {
+        let (falcon, falcon_control) = start_falcon(falcon).await;
+        let (cloudtrail, cloudtrail_control) = start_cloudtrail(cloudtrail).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("config.yaml");
+        let secrets = dir.path().join("secrets.txt");
+        std::fs::write(&secrets, format!("FALCON_CLIENT_SECRET={CLIENT_SECRET}\n")).expect("secrets");
+        let text = format!(
+            r#"apiVersion: 0.2.0
+meta:
+  name: e2e
+  type: falcon-lake-embedded
+  version: 0.1.0
+  topic: falcon-events
+  secrets:
+    - name: FALCON_CLIENT_SECRET
+falcon:
+  base_url: {falcon_url}
+  client_id: {CLIENT_ID}
+  client_secret: "${{{{ secrets.FALCON_CLIENT_SECRET }}}}"
+  idle_timeout: 5s
+  reconnect_backoff_max: 500ms
+  discovery_backoff_max: 500ms
+cloudtrail:
+  channel_arn: {CHANNEL_ARN}
+  endpoint_url: {cloudtrail_url}
+  linger: 20ms
+  retry_initial_backoff: 20ms
+  retry_max_backoff: 300ms
+  request_timeout: 5s
+{cloudtrail_extra}transforms:
+  - uses: {wasm}
+storage:
+  path: log.db
+  sync: normal
+{extra}"#,
+            falcon_url = falcon.url(),
+            cloudtrail_url = cloudtrail.url(),
+            wasm = module_wasm().display(),
+        );
+        std::fs::write(&config, text).expect("config");
+        Self {
+            falcon,
+            falcon_control,
+            cloudtrail,
+            cloudtrail_control,
+            dir,
+            config,
+            secrets,
+        }
+    }
+
+    /// The config as the pipeline loads it.
+    pub fn load(&self) -> falcon_lake::config::embedded::EmbeddedConfig {
+        let store = falcon_lake::config::secrets::SecretStore::File(self.secrets.clone());
+        falcon_lake::config::embedded::EmbeddedConfig::load(&self.config, &store).expect("valid config")
+    }
+
+    /// Builds the pipeline in-process with the test AWS credentials.
+    pub async fn pipeline(&self) -> falcon_lake::pipeline::embedded::EmbeddedPipeline {
+        falcon_lake::pipeline::embedded::EmbeddedPipeline::build(self.load(), Some(test_credentials()))
+            .await
+            .expect("pipeline builds")
+    }
+
+    /// Every (id, eventData) the Falcon emulator's events map to, with default parameters.
+    pub async fn expected(&self) -> BTreeMap<String, String> {
+        let mapper = falcon_lake::audit::Mapper::new(falcon_lake::audit::MappingParams::default());
+        let mut expected = BTreeMap::new();
+        let partitions = self.falcon.state.partitions.len() as u32;
+        for partition in 0..partitions {
+            for (offset, line) in self.falcon_control.falcon_events(partition).await {
+                let key = falcon_lake::audit::SourceKey::new(partition, offset).encode();
+                let ctx = falcon_lake::audit::RecordContext {
+                    key: Some(&key),
+                    timestamp_ms: 0,
+                };
+                if let falcon_lake::audit::Outcome::Emit(audit) = mapper.map(&ctx, line.as_bytes()) {
+                    expected.insert(audit.id, audit.event_data);
+                }
+            }
+        }
+        expected
+    }
+
+    /// Ids the CloudTrail emulator stored and how often.
+    pub async fn stored(&self) -> BTreeMap<String, u64> {
+        let ids = self.cloudtrail_control.get("_emulator/ids").await;
+        ids["ids"]
+            .as_object()
+            .expect("ids")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Waits until every id in `expected` is stored.
+    pub async fn wait_delivered(&self, expected: &BTreeMap<String, String>, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let stored = self.stored().await;
+            let missing = expected.keys().filter(|id| !stored.contains_key(*id)).count();
+            if missing == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{missing} of {} events still missing",
+                expected.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The sink's committed offset in the embedded log.
+    pub async fn committed(&self) -> Option<u64> {
+        let config = self.load();
+        let log =
+            falcon_lake::topic::sqlite::SqliteLog::open(&config.storage_path(), config.storage.sync).expect("log");
+        log.topic(config.topic())
+            .expect("topic")
+            .committed(&config.meta.consumer_id())
+            .await
+            .expect("committed")
+    }
+
+    /// Records of a topic of the embedded log.
+    pub async fn topic_records(&self, topic: &str) -> Vec<falcon_lake::topic::TopicRecord> {
+        use falcon_lake::topic::TopicInspect;
+        let config = self.load();
+        let log =
+            falcon_lake::topic::sqlite::SqliteLog::open(&config.storage_path(), config.storage.sync).expect("log");
+        log.topic(topic)
+            .expect("topic")
+            .read_range(0, 0, u64::MAX)
+            .await
+            .expect("records")
     }
 }

@@ -1,0 +1,6 @@
+//! `falcon-event-stream-source --config FILE [--secrets FILE]`: the Falcon source
+//! connector, as `cdk deploy` starts it. Everything is in the falcon-lake library.
+
+fn main() -> std::process::ExitCode {
+    falcon_lake::connector::main(falcon_lake::connector::Kind::Source)
+}

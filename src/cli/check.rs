@@ -1,0 +1,206 @@
+//! `falcon-lake check`: validates a config (every error names its key) and tests
+//! connectivity to what it describes: Falcon, the topic, CloudTrail, and the
+//! SmartModule's parameters.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use fluvio_smartengine::SmartEngine;
+
+use crate::cloudtrail::error::RequestFailure;
+use crate::cloudtrail::service::CloudTrailService;
+use crate::cloudtrail::CloudTrailConfig;
+use crate::config::connector::ConnectorFile;
+use crate::config::embedded::EmbeddedConfig;
+use crate::config::secrets::SecretStore;
+use crate::falcon::{FalconClient, FalconConfig, FalconMetrics};
+use crate::topic::fluvio::FluvioBackend;
+use crate::topic::sqlite::SqliteLog;
+use crate::topic::TopicInspect;
+use crate::transform::{load_modules, ModuleRegistry, TransformChain};
+
+/// `check` arguments.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The embedded config (connector.yaml) or a connector config.
+    #[arg(long, default_value = "connector.yaml")]
+    pub config: PathBuf,
+    /// `KEY=VALUE` file for `${{ secrets.KEY }}` (default: the environment).
+    #[arg(long)]
+    pub secrets: Option<PathBuf>,
+    /// Also list the Falcon streams. Discovery starts new stream sessions, which
+    /// can disturb an instance running with the same appId, so it is opt-in.
+    #[arg(long)]
+    pub discover: bool,
+}
+
+/// The result of one check.
+struct Report {
+    failures: usize,
+}
+
+impl Report {
+    fn record(&mut self, what: &str, result: Result<String>) {
+        match result {
+            Ok(detail) => println!("ok      {what}: {detail}"),
+            Err(e) => {
+                self.failures += 1;
+                println!("FAILED  {what}: {e:#}");
+            }
+        }
+    }
+}
+
+/// Runs the checks; fails when any does.
+pub async fn run(args: CheckArgs) -> Result<()> {
+    let store = SecretStore::from_arg(args.secrets.as_deref());
+    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    let raw: serde_yaml::Value = serde_yaml::from_str(&text).context("the config is not valid YAML")?;
+    let mut report = Report { failures: 0 };
+    if raw.get("storage").is_some() || (raw.get("falcon").is_some() && raw.get("cloudtrail").is_some()) {
+        check_embedded(&args, &store, &mut report).await?;
+    } else if raw.get("falcon").is_some() {
+        check_source(&args, &store, &mut report).await?;
+    } else {
+        check_sink(&args, &store, &mut report).await?;
+    }
+    if report.failures > 0 {
+        bail!("{} check(s) failed", report.failures);
+    }
+    Ok(())
+}
+
+async fn check_embedded(args: &CheckArgs, store: &SecretStore, report: &mut Report) -> Result<()> {
+    let config = EmbeddedConfig::load(&args.config, store)?;
+    println!(
+        "ok      config: {} (embedded pipeline, topic {})",
+        args.config.display(),
+        config.topic()
+    );
+    report.record("falcon", check_falcon(&config.falcon, args.discover).await);
+    report.record("log", check_log(&config).await);
+    report.record(
+        "transforms",
+        check_transforms(&config.transforms, &config.base_dir, None).await,
+    );
+    report.record("cloudtrail", check_cloudtrail(&config.cloudtrail).await);
+    Ok(())
+}
+
+async fn check_source(args: &CheckArgs, store: &SecretStore, report: &mut Report) -> Result<()> {
+    let file = ConnectorFile::load(&args.config, store, &["falcon", "metrics"])?;
+    let falcon = FalconConfig::from_yaml(file.section("falcon").context("the `falcon` section is missing")?)?;
+    println!(
+        "ok      config: {} (source connector {}, topic {})",
+        args.config.display(),
+        file.meta.name,
+        file.meta.topic.name()
+    );
+    report.record("falcon", check_falcon(&falcon, args.discover).await);
+    report.record(
+        "topic",
+        check_fluvio_topic(&file)
+            .await
+            .map(|_| "the cluster answered".to_string()),
+    );
+    Ok(())
+}
+
+async fn check_sink(args: &CheckArgs, store: &SecretStore, report: &mut Report) -> Result<()> {
+    let file = ConnectorFile::load(&args.config, store, &["cloudtrail", "sink", "metrics"])?;
+    let cloudtrail = CloudTrailConfig::from_yaml(
+        file.section("cloudtrail")
+            .context("the `cloudtrail` section is missing")?,
+    )?;
+    file.meta.consumer_start()?;
+    println!(
+        "ok      config: {} (sink connector {}, topic {})",
+        args.config.display(),
+        file.meta.name,
+        file.meta.topic.name()
+    );
+    let backend = check_fluvio_topic(&file).await;
+    let registry = backend.as_ref().ok().map(|b| b as &dyn ModuleRegistry);
+    report.record(
+        "transforms",
+        check_transforms(&file.transforms, &file.base_dir(), registry).await,
+    );
+    report.record("topic", backend.map(|_| "the cluster answered".to_string()));
+    report.record("cloudtrail", check_cloudtrail(&cloudtrail).await);
+    Ok(())
+}
+
+async fn check_falcon(config: &FalconConfig, discover: bool) -> Result<String> {
+    let client = FalconClient::new(config.clone(), Arc::new(FalconMetrics::default()))?;
+    client.auth().token().await?;
+    let base = client.auth().base_url();
+    if !discover {
+        return Ok(format!("authenticated at {base} (add --discover to list streams)"));
+    }
+    let streams = client.discover_once().await?;
+    if streams.is_empty() {
+        return Ok(format!(
+            "authenticated at {base}; no streams free for appId {:?} right now (held by a running instance?)",
+            config.app_id
+        ));
+    }
+    Ok(format!(
+        "authenticated at {base}; {} partition(s) available",
+        streams.len()
+    ))
+}
+
+async fn check_log(config: &EmbeddedConfig) -> Result<String> {
+    let log = SqliteLog::open(&config.storage_path(), config.storage.sync)?;
+    let topic = log.topic(config.topic())?;
+    let bounds = topic.bounds().await?;
+    let committed = topic.committed(&config.meta.consumer_id()).await?;
+    let (first, next) = bounds.first().map_or((0, 0), |b| (b.first, b.next));
+    let settled = committed.map_or_else(
+        || "nothing committed yet".to_string(),
+        |c| format!("committed up to {c}"),
+    );
+    Ok(format!(
+        "{}: topic {} holds offsets {first}..{next}, {settled}",
+        config.storage_path().display(),
+        config.topic()
+    ))
+}
+
+async fn check_fluvio_topic(file: &ConnectorFile) -> Result<FluvioBackend> {
+    let backend = FluvioBackend::connect(&format!("fluvio_connector_{}-check", file.meta.name)).await?;
+    backend.topic(file.meta.topic.name()).bounds().await?;
+    Ok(backend)
+}
+
+async fn check_transforms(
+    steps: &[fluvio_smartengine::transformation::TransformationStep],
+    base_dir: &std::path::Path,
+    registry: Option<&dyn ModuleRegistry>,
+) -> Result<String> {
+    let modules = load_modules(steps, base_dir, registry).await?;
+    let names: Vec<String> = modules.iter().map(|m| m.name.clone()).collect();
+    TransformChain::new(&SmartEngine::new(), modules)?;
+    Ok(format!("{} loaded and initialised", names.join(", ")))
+}
+
+/// An empty `PutAuditEvents`: refused as invalid once the request is signed and
+/// authorised, without storing anything.
+async fn check_cloudtrail(config: &CloudTrailConfig) -> Result<String> {
+    let service = CloudTrailService::new(config, None).await?;
+    match service.put::<()>(&[]).await {
+        Err(RequestFailure::Invalid { .. }) | Ok(_) => Ok(format!(
+            "{} reachable; credentials and signature accepted for channel {}",
+            config
+                .endpoint_url
+                .as_ref()
+                .map_or_else(|| format!("region {}", service.channel().region), |u| u.to_string()),
+            service.channel()
+        )),
+        Err(RequestFailure::Fatal(fatal)) => Err(anyhow::anyhow!(fatal)),
+        Err(RequestFailure::Transient { code, message, .. }) => bail!("{code}: {message}"),
+        Err(RequestFailure::Duplicate) => bail!("unexpected DuplicatedAuditEventId"),
+    }
+}

@@ -1,0 +1,95 @@
+//! The embedded pipeline's config (`connector.yaml`): the source's `falcon`
+//! section, the `transforms`, the sink's `cloudtrail` section, plus `storage`,
+//! `sink` and `metrics`, in the connector file format.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use fluvio_smartengine::transformation::TransformationStep;
+
+use crate::cloudtrail::CloudTrailConfig;
+use crate::config::connector::{ConnectorFile, MetaConfig};
+use crate::config::secrets::SecretStore;
+use crate::config::sections::{MetricsConfig, SinkConfig, StorageConfig};
+use crate::falcon::FalconConfig;
+
+/// Top-level sections of the embedded config besides `apiVersion`, `meta` and `transforms`.
+pub const SECTIONS: [&str; 5] = ["falcon", "cloudtrail", "storage", "sink", "metrics"];
+
+/// The whole embedded pipeline's configuration.
+#[derive(Debug)]
+pub struct EmbeddedConfig {
+    /// `meta` (name, topic, secrets, consumer).
+    pub meta: MetaConfig,
+    /// The source.
+    pub falcon: FalconConfig,
+    /// The SmartModule chain.
+    pub transforms: Vec<TransformationStep>,
+    /// The sink.
+    pub cloudtrail: CloudTrailConfig,
+    /// The log.
+    pub storage: StorageConfig,
+    /// Sink stage settings.
+    pub sink: SinkConfig,
+    /// Metrics endpoint.
+    pub metrics: MetricsConfig,
+    /// Directory relative paths are resolved against.
+    pub base_dir: PathBuf,
+}
+
+impl EmbeddedConfig {
+    /// Loads, renders and validates the file; errors name the key.
+    pub fn load(path: &Path, store: &SecretStore) -> Result<Self> {
+        let file = ConnectorFile::load(path, store, &SECTIONS)?;
+        Self::from_file(file).map_err(|e| e.context(format!("in {}", path.display())))
+    }
+
+    /// Validates an already loaded file.
+    pub fn from_file(file: ConnectorFile) -> Result<Self> {
+        let falcon = FalconConfig::from_yaml(
+            file.section("falcon")
+                .ok_or_else(|| anyhow::anyhow!("the `falcon` section is missing"))?,
+        )?;
+        let cloudtrail = CloudTrailConfig::from_yaml(
+            file.section("cloudtrail")
+                .ok_or_else(|| anyhow::anyhow!("the `cloudtrail` section is missing"))?,
+        )?;
+        let storage: StorageConfig = file.optional("storage")?;
+        let sink: SinkConfig = file.optional("sink")?;
+        sink.validate()?;
+        file.meta.consumer_start()?;
+        anyhow::ensure!(
+            !file.transforms.is_empty(),
+            "transforms is empty: the sink needs the SmartModule that maps events"
+        );
+        Ok(Self {
+            base_dir: file.base_dir(),
+            metrics: file.optional("metrics")?,
+            meta: file.meta,
+            falcon,
+            transforms: file.transforms,
+            cloudtrail,
+            storage,
+            sink,
+        })
+    }
+
+    /// The raw topic's name.
+    pub fn topic(&self) -> &str {
+        self.meta.topic.name()
+    }
+
+    /// The dead-letter topic of rejected lines and undeliverable events.
+    pub fn dead_letter_topic(&self) -> String {
+        self.falcon
+            .dead_letter_topic
+            .clone()
+            .or_else(|| self.cloudtrail.dead_letter_topic.clone())
+            .unwrap_or_else(|| format!("{}-dlq", self.topic()))
+    }
+
+    /// The SQLite file, resolved against the config's directory.
+    pub fn storage_path(&self) -> PathBuf {
+        self.base_dir.join(&self.storage.path)
+    }
+}

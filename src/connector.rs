@@ -1,0 +1,250 @@
+//! The Fluvio connectors' process contract, as `cdk deploy` starts a connector:
+//! `<binary> --config FILE [--secrets FILE]`, logs filtered by `RUST_LOG`, the
+//! cluster from the Fluvio profile, SIGTERM/SIGINT for a graceful stop. The
+//! binaries in `connectors/` only call [`main`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use fluvio_smartengine::SmartEngine;
+use tokio_util::sync::CancellationToken;
+
+use crate::cloudtrail::{CloudTrailConfig, CloudTrailMetrics, Publisher};
+use crate::config::connector::{ConnectorFile, MetaConfig};
+use crate::config::secrets::SecretStore;
+use crate::config::sections::{MetricsConfig, SinkConfig};
+use crate::falcon::{FalconClient, FalconConfig, FalconMetrics};
+use crate::logging::{self, LogFormat};
+use crate::pipeline::metrics::{serve, MetricsSources, PipelineMetrics};
+use crate::pipeline::recovery::TopicCursors;
+use crate::pipeline::sink::{run_sink, SinkParts};
+use crate::pipeline::{shutdown, source::run_source};
+use crate::topic::fluvio::{FluvioBackend, ProducerSettings, TopicDefinition};
+use crate::transform::{load_modules, TransformChain};
+
+/// Which connector a binary is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `falcon-event-stream-source`: Falcon into a topic.
+    Source,
+    /// `cloudtrail-lake-sink`: a topic into CloudTrail Lake.
+    Sink,
+}
+
+/// `--config` and `--secrets`, the only arguments `cdk` passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorArgs {
+    /// The connector config.
+    pub config: PathBuf,
+    /// The secrets file, if any.
+    pub secrets: Option<PathBuf>,
+}
+
+impl ConnectorArgs {
+    /// Parses `--config FILE [--secrets FILE]` (also `--config=FILE`).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self> {
+        let mut config = None;
+        let mut secrets = None;
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
+                None => (arg, None),
+            };
+            let value = match inline {
+                Some(value) => value,
+                None if flag == "--config" || flag == "--secrets" => {
+                    args.next().with_context(|| format!("{flag} needs a file name"))?
+                }
+                None => bail!("unknown argument {flag:?}; usage: --config FILE [--secrets FILE]"),
+            };
+            match flag.as_str() {
+                "--config" => config = Some(PathBuf::from(value)),
+                "--secrets" => secrets = Some(PathBuf::from(value)),
+                other => bail!("unknown argument {other:?}; usage: --config FILE [--secrets FILE]"),
+            }
+        }
+        let config = config.context("--config FILE is required")?;
+        Ok(Self { config, secrets })
+    }
+}
+
+/// Entry point of a connector binary.
+pub fn main(kind: Kind) -> ExitCode {
+    let format = match std::env::var("FALCON_LAKE_LOG_FORMAT").as_deref() {
+        Ok("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    logging::init(format);
+    let result = ConnectorArgs::parse(std::env::args().skip(1)).and_then(|args| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        runtime.block_on(async move {
+            match kind {
+                Kind::Source => run_source_connector(args).await,
+                Kind::Sink => run_sink_connector(args).await,
+            }
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks `meta.type` against the binary, as `cdk deploy` does.
+fn check_direction(meta: &MetaConfig, kind: Kind) -> Result<()> {
+    let is_source = meta.connector_type.ends_with("-source");
+    match (kind, is_source) {
+        (Kind::Source, false) => bail!(
+            "meta.type {:?} is not a source type (it must end in -source)",
+            meta.connector_type
+        ),
+        (Kind::Sink, true) => bail!(
+            "meta.type {:?} is a source type; this binary is a sink",
+            meta.connector_type
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn dead_letter_topic(configured: Option<&String>, topic: &str) -> String {
+    configured.cloned().unwrap_or_else(|| format!("{topic}-dlq"))
+}
+
+async fn metrics_server(config: &MetricsConfig, sources: &MetricsSources) -> Result<Option<crate::emulate::Server>> {
+    match config.address {
+        Some(address) => Ok(Some(serve(address, sources.clone()).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The source connector: Falcon events into `meta.topic`.
+pub async fn run_source_connector(args: ConnectorArgs) -> Result<()> {
+    let file = ConnectorFile::load(
+        &args.config,
+        &SecretStore::from_arg(args.secrets.as_deref()),
+        &["falcon", "metrics"],
+    )?;
+    check_direction(&file.meta, Kind::Source)?;
+    let falcon = FalconConfig::from_yaml(file.section("falcon").context("the `falcon` section is missing")?)?;
+    let metrics_config: MetricsConfig = file.optional("metrics")?;
+    let topic = file.meta.topic.name().to_string();
+    let dead_letter = dead_letter_topic(falcon.dead_letter_topic.as_ref(), &topic);
+    let backend = FluvioBackend::connect(&format!("fluvio_connector_{}", file.meta.name)).await?;
+    backend.ensure_topic(&file.meta.topic).await?;
+    backend
+        .ensure_topic(&TopicDefinition::Name(dead_letter.clone()))
+        .await?;
+    let producer = file.meta.producer.clone().unwrap_or_default();
+    let raw = backend.writer(&topic, &producer).await?;
+    let dead_letters = backend.writer(&dead_letter, &ProducerSettings::default()).await?;
+    let falcon_metrics = Arc::new(FalconMetrics::default());
+    let client = FalconClient::new(falcon, falcon_metrics.clone())?;
+    let sources = MetricsSources {
+        pipeline: Arc::new(PipelineMetrics::default()),
+        falcon: Some(falcon_metrics),
+        cloudtrail: None,
+    };
+    let _server = metrics_server(&metrics_config, &sources).await?;
+    let cursors = TopicCursors::new(backend.topic(&topic));
+    let cancel = CancellationToken::new();
+    shutdown::install(cancel.clone());
+    tracing::info!(topic = %topic, "monitoring started");
+    run_source(&client, &cursors, &raw, &dead_letters, &sources.pipeline, cancel).await?;
+    Ok(())
+}
+
+/// The sink connector: `meta.topic` through the transforms into CloudTrail Lake.
+pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
+    let file = ConnectorFile::load(
+        &args.config,
+        &SecretStore::from_arg(args.secrets.as_deref()),
+        &["cloudtrail", "sink", "metrics"],
+    )?;
+    check_direction(&file.meta, Kind::Sink)?;
+    let cloudtrail = CloudTrailConfig::from_yaml(
+        file.section("cloudtrail")
+            .context("the `cloudtrail` section is missing")?,
+    )?;
+    let sink: SinkConfig = file.optional("sink")?;
+    sink.validate()?;
+    let metrics_config: MetricsConfig = file.optional("metrics")?;
+    let start = file.meta.consumer_start()?;
+    anyhow::ensure!(
+        !file.transforms.is_empty(),
+        "transforms is empty: the sink needs the SmartModule that maps events"
+    );
+    let topic = file.meta.topic.name().to_string();
+    let consumer = file.meta.consumer_id();
+    let dead_letter = dead_letter_topic(cloudtrail.dead_letter_topic.as_ref(), &topic);
+    let backend = FluvioBackend::connect(&format!("fluvio_connector_{}", file.meta.name)).await?;
+    backend.ensure_topic(&file.meta.topic).await?;
+    backend
+        .ensure_topic(&TopicDefinition::Name(dead_letter.clone()))
+        .await?;
+    let modules = load_modules(&file.transforms, &file.base_dir(), Some(&backend)).await?;
+    let chain = TransformChain::new(&SmartEngine::new(), modules)?;
+    let cloudtrail_metrics = Arc::new(CloudTrailMetrics::default());
+    let publisher = Publisher::new(&cloudtrail, None, cloudtrail_metrics.clone()).await?;
+    let sources = MetricsSources {
+        pipeline: Arc::new(PipelineMetrics::default()),
+        falcon: None,
+        cloudtrail: Some(cloudtrail_metrics),
+    };
+    let _server = metrics_server(&metrics_config, &sources).await?;
+    let reader = backend.reader(&topic, &consumer, start).await?;
+    let committer = backend.committer(&topic, &consumer);
+    let inspect = backend.topic(&topic);
+    let dead_letters = backend.writer(&dead_letter, &ProducerSettings::default()).await?;
+    let cancel = CancellationToken::new();
+    shutdown::install(cancel.clone());
+    tracing::info!(topic = %topic, consumer = %consumer, "monitoring started");
+    let parts = SinkParts {
+        reader,
+        committer: Some(&committer),
+        dead_letters: &dead_letters,
+        inspect: Some(&inspect),
+        topic,
+    };
+    run_sink(parts, chain, publisher, &sink, &sources.pipeline, false, cancel).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<ConnectorArgs> {
+        ConnectorArgs::parse(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_the_cdk_contract() {
+        assert_eq!(
+            args(&["--config", "/tmp/c.yaml", "--secrets", "/tmp/s.txt"]).expect("valid"),
+            ConnectorArgs {
+                config: PathBuf::from("/tmp/c.yaml"),
+                secrets: Some(PathBuf::from("/tmp/s.txt"))
+            }
+        );
+        assert_eq!(
+            args(&["--config=/c.yaml"]).expect("valid").config,
+            PathBuf::from("/c.yaml")
+        );
+        assert!(args(&[]).is_err());
+        assert!(args(&["--config"]).is_err());
+        assert!(args(&["--config", "c", "--verbose"])
+            .expect_err("unknown")
+            .to_string()
+            .contains("--verbose"));
+    }
+}

@@ -1,0 +1,104 @@
+//! Topics: one small interface, two backends. [`sqlite`] is the embedded durable
+//! log for one machine; [`fluvio`] is a Fluvio cluster. The pipeline stages are
+//! generic over these traits, so the connectors and the embedded runner share
+//! every line of stage code.
+
+pub mod fluvio;
+pub mod sqlite;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Result;
+use bytes::Bytes;
+
+/// A record read from a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRecord {
+    /// Topic partition.
+    pub partition: u32,
+    /// Offset within the partition.
+    pub offset: u64,
+    /// When it was appended, epoch milliseconds.
+    pub timestamp_ms: i64,
+    /// Record key.
+    pub key: Option<Bytes>,
+    /// Record value.
+    pub value: Bytes,
+}
+
+/// A record to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    /// Record key.
+    pub key: Option<Bytes>,
+    /// Record value.
+    pub value: Bytes,
+}
+
+/// First and next offset of one partition (`next` = one past the last record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionBounds {
+    /// Topic partition.
+    pub partition: u32,
+    /// Oldest retained offset.
+    pub first: u64,
+    /// Offset the next record will get.
+    pub next: u64,
+}
+
+/// Appends records.
+pub trait TopicWriter: Send + Sync {
+    /// Appends `records`; returns once they are durable (acknowledged).
+    fn append(&self, records: Vec<NewRecord>) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Reads records in order, from a start position.
+pub trait TopicReader: Send {
+    /// Up to `max` next records, waiting at most `wait` for the first one;
+    /// an empty batch means nothing new arrived in that time.
+    fn next_batch(&mut self, max: usize, wait: Duration) -> impl Future<Output = Result<Vec<TopicRecord>>> + Send;
+}
+
+/// Stores a named consumer's offsets.
+pub trait OffsetCommitter: Send + Sync {
+    /// Records that every record up to and including `offset` of each listed
+    /// partition is settled.
+    fn commit(&self, offsets: &[(u32, u64)]) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Looks at a topic without consuming it.
+pub trait TopicInspect: Send + Sync {
+    /// Bounds of every partition.
+    fn bounds(&self) -> impl Future<Output = Result<Vec<PartitionBounds>>> + Send;
+    /// Records of `partition` with offsets in `from..to`.
+    fn read_range(&self, partition: u32, from: u64, to: u64) -> impl Future<Output = Result<Vec<TopicRecord>>> + Send;
+}
+
+/// Where a reader starts when its consumer has no stored offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// The oldest retained record.
+    #[default]
+    Beginning,
+    /// Only records appended from now on.
+    End,
+    /// This offset.
+    Absolute(u64),
+}
+
+/// Topic names: what both backends accept.
+pub fn check_topic_name(name: &str, what: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    anyhow::ensure!(
+        ok,
+        "{what} {name:?} must be 1 to 63 lower-case letters, digits or '-' (not at either end)"
+    );
+    Ok(())
+}
