@@ -35,3 +35,6 @@ lint:
 ## Benchmarks (release build); each prints its figures.
 bench: wasm
 	cargo bench --bench falcon_client
+	cargo bench --bench smartmodule
+	cargo bench --bench publisher
+	cargo bench --bench pipeline

@@ -73,6 +73,7 @@ impl ConnectorArgs {
 
 /// Entry point of a connector binary.
 pub fn main(kind: Kind) -> ExitCode {
+    crate::memory::limit_malloc_arenas();
     let format = match std::env::var("FALCON_LAKE_LOG_FORMAT").as_deref() {
         Ok("json") => LogFormat::Json,
         _ => LogFormat::Text,

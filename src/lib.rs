@@ -12,6 +12,7 @@ pub mod connector;
 pub mod emulate;
 pub mod falcon;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;

@@ -11,6 +11,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::logging::{self, LogFormat};
+use crate::memory;
 
 /// CrowdStrike Falcon audit events into AWS CloudTrail Lake.
 #[derive(Debug, Parser)]
@@ -47,6 +48,7 @@ enum Command {
 
 /// Parses arguments and runs the command.
 pub fn main() -> Result<()> {
+    memory::limit_malloc_arenas();
     let cli = Cli::parse();
     logging::init(cli.log_format);
     if let Command::Sm { command } = cli.command {

@@ -23,6 +23,11 @@ use crate::topic::{NewRecord, TopicWriter};
 /// Most items gathered into one append.
 const MAX_APPEND: usize = 5_000;
 
+/// Batches the client may have waiting for the writer. Each holds the network
+/// chunk its events are sliced from, so this bounds the source's memory
+/// (about 16 × 64 KiB) while the writer is busy; a deeper queue only buys RAM.
+const QUEUED_BATCHES: usize = 16;
+
 /// Runs the Falcon client and writes what it delivers until `cancel` fires,
 /// then writes what is still buffered. Returns an error only for what the
 /// client cannot retry (e.g. rejected credentials at start-up).
@@ -34,7 +39,7 @@ pub async fn run_source<W: TopicWriter, D: TopicWriter>(
     metrics: &Arc<PipelineMetrics>,
     cancel: CancellationToken,
 ) -> Result<(), FalconError> {
-    let (tx, rx) = mpsc::channel::<Vec<FeedItem>>(256);
+    let (tx, rx) = mpsc::channel::<Vec<FeedItem>>(QUEUED_BATCHES);
     metrics.set_stage("source", "running");
     let writing = write_all(rx, raw, dead_letters, metrics);
     let (reading, ()) = tokio::join!(client.run(cursors, tx, cancel), writing);
