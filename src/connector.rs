@@ -21,7 +21,7 @@ use crate::pipeline::metrics::{serve, MetricsSources, PipelineMetrics};
 use crate::pipeline::recovery::TopicCursors;
 use crate::pipeline::sink::{run_sink, SinkParts};
 use crate::pipeline::{shutdown, source::run_source};
-use crate::topic::fluvio::{FluvioBackend, ProducerSettings, TopicDefinition};
+use crate::topic::fluvio::{FluvioBackend, ProducerSettings, TopicDefinition, DEFAULT_MAX_BYTES};
 use crate::transform::{load_modules, TransformChain};
 
 /// Which connector a binary is.
@@ -180,6 +180,8 @@ pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
     sink.validate()?;
     let metrics_config: MetricsConfig = file.optional("metrics")?;
     let start = file.meta.consumer_start()?;
+    let partitions = file.meta.consumer_partitions()?;
+    let max_bytes = file.meta.consumer_max_bytes().unwrap_or(DEFAULT_MAX_BYTES);
     anyhow::ensure!(
         !file.transforms.is_empty(),
         "transforms is empty: the sink needs the SmartModule that maps events"
@@ -202,7 +204,9 @@ pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
         cloudtrail: Some(cloudtrail_metrics),
     };
     let _server = metrics_server(&metrics_config, &sources).await?;
-    let reader = backend.reader(&topic, &consumer, start).await?;
+    let reader = backend
+        .reader(&topic, &consumer, start, partitions.as_deref(), max_bytes)
+        .await?;
     let committer = backend.committer(&topic, &consumer);
     let inspect = backend.topic(&topic);
     let dead_letters = backend.writer(&dead_letter, &ProducerSettings::default()).await?;

@@ -1,7 +1,11 @@
-//! Log setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as
-//! text or JSON lines.
+//! Log setup: `tracing` to stderr, filtered by `RUST_LOG` (default [`DEFAULT_FILTER`]),
+//! as text or JSON lines.
 
 use tracing_subscriber::EnvFilter;
+
+/// Filter without `RUST_LOG`: our `info`, but only warnings from the Fluvio
+/// client, which logs every socket it opens at `info`.
+pub const DEFAULT_FILTER: &str = "info,fluvio=warn,fluvio_socket=warn,fluvio_future=warn,fluvio_sc_schema=warn";
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -15,7 +19,7 @@ pub enum LogFormat {
 
 /// Installs the global subscriber; a second call is a no-op.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use fluvio_smartengine::transformation::TransformationStep;
 use serde::Deserialize;
 
@@ -141,6 +141,30 @@ impl MetaConfig {
             .as_ref()
             .and_then(|c| c.id.clone())
             .unwrap_or_else(|| self.name.clone())
+    }
+
+    /// The partitions the sink reads (`None`: all); errors name the key.
+    pub fn consumer_partitions(&self) -> Result<Option<Vec<u32>>> {
+        let Some(value) = self.consumer.as_ref().and_then(|c| c.partition.as_ref()) else {
+            return Ok(None);
+        };
+        let number = |v: &serde_yaml::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+        match value {
+            serde_yaml::Value::String(s) if s == "all" => Ok(None),
+            serde_yaml::Value::Sequence(list) if !list.is_empty() => list
+                .iter()
+                .map(|v| number(v).ok_or_else(|| anyhow!("meta.consumer.partition: {v:?} is not a partition number")))
+                .collect::<Result<Vec<u32>>>()
+                .map(Some),
+            other => number(other)
+                .map(|p| Some(vec![p]))
+                .ok_or_else(|| anyhow!("meta.consumer.partition must be `all`, a partition number or a list of them")),
+        }
+    }
+
+    /// The sink's starting fetch size (`meta.consumer.max-bytes`).
+    pub fn consumer_max_bytes(&self) -> Option<u64> {
+        self.consumer.as_ref().and_then(|c| c.max_bytes)
     }
 
     /// Where the sink starts without a stored offset; errors name the key.
@@ -341,6 +365,32 @@ transforms:
     }
 
     #[test]
+    fn consumer_partitions_and_fetch_size() {
+        let (_dir, store) = store();
+        let parse = |extra: &str| {
+            let text = SINK.replace("  consumer:\n", &format!("  consumer:\n{extra}"));
+            ConnectorFile::parse(&text, Path::new("x.yaml"), &store, &["cloudtrail"]).expect("valid")
+        };
+        assert_eq!(parse("").meta.consumer_partitions().expect("ok"), None);
+        assert_eq!(
+            parse("    partition: all\n").meta.consumer_partitions().expect("ok"),
+            None
+        );
+        assert_eq!(
+            parse("    partition: 2\n").meta.consumer_partitions().expect("ok"),
+            Some(vec![2])
+        );
+        assert_eq!(
+            parse("    partition: [0, 3]\n").meta.consumer_partitions().expect("ok"),
+            Some(vec![0, 3])
+        );
+        assert_eq!(
+            parse("    max-bytes: 8 MiB\n").meta.consumer_max_bytes(),
+            Some(8 * 1024 * 1024)
+        );
+    }
+
+    #[test]
     fn errors_name_the_problem() {
         let (_dir, store) = store();
         let cases = [
@@ -355,10 +405,19 @@ transforms:
             (SINK.replace("secrets.CHANNEL", "secrets.UNDECLARED"), "line 20"),
             (SINK.replace("apiVersion: 0.2.0", "apiVersion: 9.9.9"), "apiVersion"),
             (SINK.replace("start: beginning", "start: middle"), "middle"),
+            (
+                SINK.replace("  consumer:\n", "  consumer:\n    partition: some\n"),
+                "meta.consumer.partition",
+            ),
+            (
+                SINK.replace("  consumer:\n", "  consumer:\n    partition: [0, x]\n"),
+                "meta.consumer.partition",
+            ),
         ];
         for (text, says) in cases {
             let err = ConnectorFile::parse(&text, Path::new("x.yaml"), &store, &["cloudtrail", "sink", "metrics"])
-                .and_then(|f| f.meta.consumer_start().map(|_| f));
+                .and_then(|f| f.meta.consumer_start().map(|_| f))
+                .and_then(|f| f.meta.consumer_partitions().map(|_| f));
             let message = format!("{:#}", err.expect_err(says));
             assert!(message.contains(says), "{says}: {message}");
         }

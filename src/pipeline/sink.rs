@@ -255,6 +255,9 @@ struct SinkLoop {
     topic: String,
 }
 
+/// How often the consumer lag is measured.
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
+
 impl SinkLoop {
     async fn run<C: OffsetCommitter, D: TopicWriter, I: TopicInspect>(
         &mut self,
@@ -306,6 +309,8 @@ impl SinkLoop {
                         self.publish = None;
                     }
                 }
+                // Wakes an idle loop so the lag gauge follows the topic's end.
+                _ = tokio::time::sleep_until(lag_checked + LAG_INTERVAL), if draining_until.is_none() => {}
                 _ = sleep_until(draining_until), if draining_until.is_some() => {
                     let abandoned = self.tracker.uncommitted();
                     tracing::warn!(abandoned, "drain time is up; unsettled records stay uncommitted and are read again on restart");
@@ -314,7 +319,7 @@ impl SinkLoop {
                 }
             }
             self.commit(io.committer).await;
-            if lag_checked.elapsed() >= Duration::from_secs(1) {
+            if lag_checked.elapsed() >= LAG_INTERVAL {
                 self.update_lag(io.inspect).await;
                 lag_checked = Instant::now();
             }
@@ -422,7 +427,8 @@ impl SinkLoop {
 
     async fn write_dead_letters<D: TopicWriter>(&self, dead_letters: &D, letters: Vec<DeadLetter>) {
         let count = letters.len() as u64;
-        let records = letters.into_iter().map(DeadLetter::into_record).collect();
+        let limit = dead_letters.max_record_bytes();
+        let records = letters.into_iter().map(|letter| letter.into_record(limit)).collect();
         append_until_done(dead_letters, records, "dead-letter topic").await;
         self.metrics.dead_letters_written.add(count);
     }

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::SourceKey;
 use crate::backoff::Backoff;
-use crate::falcon::{CursorStore, FalconClient, FalconError, FeedItem};
-use crate::pipeline::deadletter::{DeadLetter, Origin, Stage};
+use crate::falcon::{CursorStore, FalconClient, FalconError, FalconRecord, FeedItem};
+use crate::pipeline::deadletter::{cut, DeadLetter, Origin, Stage, SAMPLE_BYTES};
 use crate::pipeline::metrics::PipelineMetrics;
 use crate::topic::{NewRecord, TopicWriter};
 
@@ -66,7 +66,7 @@ async fn write_all<W: TopicWriter, D: TopicWriter>(
                 Err(_) => break,
             }
         }
-        let (events, rejected) = split(items);
+        let (events, rejected) = split(items, raw.max_record_bytes(), dead_letters.max_record_bytes());
         if !events.is_empty() {
             let count = events.len() as u64;
             append_until_done(raw, events, "raw topic").await;
@@ -81,34 +81,74 @@ async fn write_all<W: TopicWriter, D: TopicWriter>(
     }
 }
 
-/// Events as raw records, rejected lines as dead letters.
-fn split(items: Vec<FeedItem>) -> (Vec<NewRecord>, Vec<NewRecord>) {
+/// Events as raw records, rejected lines (and events too large for the raw
+/// topic) as dead letters.
+fn split(
+    items: Vec<FeedItem>,
+    raw_limit: Option<usize>,
+    dead_letter_limit: Option<usize>,
+) -> (Vec<NewRecord>, Vec<NewRecord>) {
     let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for item in items {
-        match item {
-            FeedItem::Event(event) => events.push(NewRecord {
-                key: Some(Bytes::from(SourceKey::new(event.partition, event.offset).encode())),
-                value: event.raw,
-            }),
-            FeedItem::Rejected(line) => rejected.push(
-                DeadLetter {
-                    stage: Stage::Source,
-                    code: "RejectedLine".to_string(),
-                    reason: line.reason,
-                    origin: Origin::Feed {
-                        partition: line.partition,
-                        previous_offset: line.previous_offset,
-                    },
-                    key: None,
-                    raw: Some(line.raw),
-                    event: None,
+        let letter = match item {
+            FeedItem::Event(event) => {
+                let key = SourceKey::new(event.partition, event.offset).encode();
+                let size = key.len() + event.raw.len();
+                match raw_limit.filter(|limit| size > *limit) {
+                    None => {
+                        events.push(NewRecord {
+                            key: Some(Bytes::from(key)),
+                            value: event.raw,
+                        });
+                        continue;
+                    }
+                    Some(limit) => too_large(event, size, limit),
                 }
-                .into_record(),
-            ),
-        }
+            }
+            FeedItem::Rejected(line) => DeadLetter {
+                stage: Stage::Source,
+                code: "RejectedLine".to_string(),
+                reason: line.reason,
+                origin: Origin::Feed {
+                    partition: line.partition,
+                    previous_offset: line.previous_offset,
+                },
+                key: None,
+                raw: Some(line.raw),
+                event: None,
+            },
+        };
+        rejected.push(letter.into_record(dead_letter_limit));
     }
     (events, rejected)
+}
+
+/// The dead letter of an event the raw topic cannot hold (Fluvio limits a
+/// produce request to 32 MiB by default; Falcon events can be larger).
+fn too_large(event: FalconRecord, size: usize, limit: usize) -> DeadLetter {
+    tracing::error!(
+        partition = event.partition,
+        offset = event.offset,
+        bytes = size,
+        limit,
+        "event too large for the topic; dead-lettered (Falcon keeps it about 7 days at this partition and offset)"
+    );
+    DeadLetter {
+        stage: Stage::Source,
+        code: "EventTooLarge".to_string(),
+        reason: format!(
+            "event of {size} bytes is larger than the {limit} bytes a record of the topic may have; kept here cut \
+             to its first {SAMPLE_BYTES} bytes (Falcon keeps it about 7 days at this partition and offset)"
+        ),
+        origin: Origin::Event {
+            partition: event.partition,
+            offset: event.offset,
+        },
+        key: Some(Bytes::from(SourceKey::new(event.partition, event.offset).encode())),
+        raw: Some(cut(&event.raw, SAMPLE_BYTES)),
+        event: None,
+    }
 }
 
 /// Appends, retrying with back-off until the topic accepts the batch.

@@ -51,6 +51,11 @@ pub struct PartitionBounds {
 pub trait TopicWriter: Send + Sync {
     /// Appends `records`; returns once they are durable (acknowledged).
     fn append(&self, records: Vec<NewRecord>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Largest record (key + value bytes) the topic accepts; `None`: no limit.
+    fn max_record_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Reads records in order, from a start position.

@@ -36,6 +36,10 @@ pub struct FalconEmulatorConfig {
     /// Event types to generate.
     #[arg(long, value_enum, default_value_t = Mix::Realistic)]
     pub mix: Mix,
+    /// Pad generated events shorter than this many bytes with an
+    /// `EmulatorPadding` object of short fields (to benchmark at a chosen size).
+    #[arg(long, default_value_t = 0)]
+    pub min_event_bytes: usize,
     /// Serve the events of this JSONL file (after any generated ones).
     #[arg(long)]
     pub events_file: Option<PathBuf>,
@@ -162,6 +166,7 @@ impl FalconEmulatorConfig {
             rate: 0.0,
             seed: 42,
             mix: Mix::Realistic,
+            min_event_bytes: 0,
             events_file: None,
             cid: "0123456789abcdef0123456789abcdef".to_string(),
             first_offset: 1_000,

@@ -29,6 +29,7 @@ pub struct Generator {
     seed: u64,
     cid: String,
     mix: Mix,
+    min_bytes: usize,
 }
 
 /// One generated event.
@@ -84,7 +85,14 @@ impl Generator {
             seed,
             cid: cid.into(),
             mix,
+            min_bytes: 0,
         }
+    }
+
+    /// Pads events shorter than `min_bytes` (0: no padding).
+    pub fn with_min_bytes(mut self, min_bytes: usize) -> Self {
+        self.min_bytes = min_bytes;
+        self
     }
 
     /// The tenant's customer ID.
@@ -114,6 +122,8 @@ impl Generator {
             self.cid.clone()
         };
         let metadata = metadata(&mut rng, &cid, offset, event_type, time);
+        let mut body = body;
+        pad(&mut rng, &mut body, self.min_bytes.saturating_sub(metadata.len() + 24));
         let line = envelope(&mut rng, metadata, body);
         Generated { event_type, line }
     }
@@ -182,6 +192,21 @@ fn envelope(rng: &mut StdRng, metadata: ObjectWriter, body: ObjectWriter) -> Str
         e.object("metadata", metadata).object("event", body);
     }
     e.finish()
+}
+
+/// Adds about `bytes` bytes to `body` as an object of short string fields, so the
+/// padding costs a parser what real fields of that size would (not one long string).
+fn pad(rng: &mut StdRng, body: &mut ObjectWriter, bytes: usize) {
+    const ENTRY: usize = 31; // `"pNNN":"<22 hex>",`
+    let wanted = bytes.saturating_sub(body.len() + 20);
+    if wanted < ENTRY {
+        return;
+    }
+    let mut padding = ObjectWriter::new();
+    for i in 0..wanted / ENTRY {
+        padding.string(&format!("p{i:03}"), &hex(rng, 22));
+    }
+    body.object("EmulatorPadding", padding);
 }
 
 fn child_cid(cid: &str) -> String {
@@ -533,6 +558,18 @@ mod tests {
         }
         let average = total / 2_000;
         assert!((500..2_000).contains(&average), "average {average} bytes");
+    }
+
+    #[test]
+    fn padding_reaches_the_minimum_size_and_keeps_events_valid() {
+        let g = Generator::new(7, "0123456789abcdef0123456789abcdef", Mix::Realistic).with_min_bytes(1_024);
+        for seq in 0..500 {
+            let line = g.event(seq, seq).line;
+            assert!(line.len() >= 1_024 - 32, "{} bytes", line.len());
+            assert_eq!(probe_offset(line.as_bytes()), Ok(Some(seq)));
+            let value: serde_json::Value = serde_json::from_str(&line).expect("json");
+            assert!(value["event"].is_object());
+        }
     }
 
     #[test]

@@ -231,7 +231,8 @@ pub struct EmulatorState {
 impl EmulatorState {
     /// Empty state for `config`.
     pub fn new(config: FalconEmulatorConfig) -> Self {
-        let generator = Generator::new(config.seed, config.cid.clone(), config.mix);
+        let generator =
+            Generator::new(config.seed, config.cid.clone(), config.mix).with_min_bytes(config.min_event_bytes);
         let partitions = (0..config.partitions.max(1))
             .map(|_| PartitionLog::new(config.first_offset))
             .collect();

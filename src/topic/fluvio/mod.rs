@@ -1,11 +1,12 @@
 //! Fluvio topics through the `fluvio` 0.50.1 client. The cluster comes from the
 //! user's Fluvio profile (`FLV_PROFILE_PATH`, else `~/.fluvio/config`), as
 //! `cdk deploy` expects of a connector.
-//!
-//! Committing: a Fluvio consumer can only commit "the last record it yielded".
-//! The sink keeps several requests in flight and must commit exactly the prefix
-//! it has settled, so each partition has a second, lagging consumer stream (same
-//! consumer id) that is advanced to the settled offset and committed there.
+
+mod commit;
+mod reader;
+
+pub use commit::FluvioCommitter;
+pub use reader::{FluvioReader, PartitionStart, DEFAULT_MAX_BYTES};
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -13,27 +14,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bytes::Bytes;
-use fluvio::consumer::{ConsumerConfigExtBuilder, ConsumerStream, OffsetManagementStrategy, Record};
+use fluvio::consumer::{ConsumerStream, Record};
 use fluvio::dataplane::link::ErrorCode;
 use fluvio::metadata::partition::PartitionSpec;
 use fluvio::metadata::smartmodule::SmartModuleSpec;
 use fluvio::metadata::topic::config::TopicConfig;
 use fluvio::metadata::topic::TopicSpec;
-use fluvio::{
-    Compression, Fluvio, FluvioClusterConfig, Offset, RecordKey, TopicProducerConfigBuilder, TopicProducerPool,
-};
-use futures::{FutureExt, StreamExt};
+use fluvio::{Compression, Fluvio, FluvioClusterConfig, RecordKey, TopicProducerConfigBuilder, TopicProducerPool};
 use serde::Deserialize;
-use tokio::sync::Mutex;
 
 use crate::config::units;
-use crate::topic::{
-    NewRecord, OffsetCommitter, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord, TopicWriter,
-};
+use crate::topic::{NewRecord, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord, TopicWriter};
 use crate::transform::ModuleRegistry;
 
-type RecordStream = Pin<Box<dyn ConsumerStream<Item = std::result::Result<Record, ErrorCode>> + Send>>;
+/// A consumer stream of one partition.
+pub(crate) type RecordStream = Pin<Box<dyn ConsumerStream<Item = std::result::Result<Record, ErrorCode>> + Send>>;
 
 /// `meta.topic`: a name (config 0.1.0) or a full topic definition (0.2.0).
 #[derive(Debug, Clone, Deserialize)]
@@ -135,11 +130,15 @@ impl FluvioBackend {
     /// A producer to `topic`.
     pub async fn writer(&self, topic: &str, settings: &ProducerSettings) -> Result<FluvioWriter> {
         let mut config = TopicProducerConfigBuilder::default();
+        // The client's default request limit (1 MiB) would refuse a large Falcon
+        // event outright; allow what the SPU accepts.
+        config.max_request_size(MAX_REQUEST_BYTES);
         if let Some(linger) = settings.linger {
             config.linger(linger);
         }
         if let Some(size) = settings.batch_size {
-            config.batch_size(usize::try_from(size).unwrap_or(usize::MAX));
+            let size = usize::try_from(size).unwrap_or(usize::MAX).min(MAX_REQUEST_BYTES);
+            config.batch_size(size);
         }
         if let Some(compression) = &settings.compression {
             let compression: Compression = compression.parse().map_err(|_| {
@@ -158,61 +157,70 @@ impl FluvioBackend {
         })
     }
 
-    /// A reader of every partition that resumes after `consumer`'s stored offset
-    /// (or starts at `start` when there is none).
-    pub async fn reader(&self, topic: &str, consumer: &str, start: StartFrom) -> Result<FluvioReader> {
-        let offset = match start {
-            StartFrom::Beginning => Offset::beginning(),
-            StartFrom::End => Offset::end(),
-            StartFrom::Absolute(o) => Offset::absolute(i64::try_from(o)?).map_err(|e| anyhow!("{e}"))?,
-        };
-        let config = ConsumerConfigExtBuilder::default()
-            .topic(topic)
-            .offset_consumer(consumer)
-            .offset_start(offset)
-            .offset_strategy(OffsetManagementStrategy::Manual)
-            .build()
-            .map_err(|e| anyhow!("consumer config: {e}"))?;
-        let stream = self
-            .fluvio
-            .consumer_with_config(config)
-            .await
-            .with_context(|| format!("consuming topic {topic}"))?;
-        Ok(FluvioReader {
-            stream: Box::pin(stream),
-            until: None,
-        })
+    /// A reader that resumes each selected partition after `consumer`'s stored
+    /// offset, or at `start` where it has none. `partitions: None` reads all.
+    pub async fn reader(
+        &self,
+        topic: &str,
+        consumer: &str,
+        start: StartFrom,
+        partitions: Option<&[u32]>,
+        max_bytes: u64,
+    ) -> Result<FluvioReader> {
+        let bounds = partition_bounds(&self.fluvio, topic).await?;
+        let committed = self.committed(topic, consumer).await?;
+        let mut starts = Vec::new();
+        for b in bounds
+            .iter()
+            .filter(|b| partitions.is_none_or(|p| p.contains(&b.partition)))
+        {
+            let wanted = match (committed.get(&b.partition), start) {
+                (Some(done), _) => done + 1,
+                (None, StartFrom::Beginning) => b.first,
+                (None, StartFrom::End) => b.next,
+                (None, StartFrom::Absolute(offset)) => offset,
+            };
+            if wanted < b.first {
+                tracing::error!(
+                    topic,
+                    partition = b.partition,
+                    lost = format!("{wanted}..{}", b.first),
+                    "records were deleted by the topic's retention before the sink read them"
+                );
+            }
+            starts.push(PartitionStart {
+                partition: b.partition,
+                from: wanted.max(b.first),
+                until: None,
+            });
+        }
+        if let Some(wanted) = partitions {
+            if let Some(missing) = wanted.iter().find(|p| !bounds.iter().any(|b| b.partition == **p)) {
+                bail!("meta.consumer.partition: topic {topic} has no partition {missing}");
+            }
+        }
+        FluvioReader::open(self.fluvio.clone(), topic, &starts, max_bytes, true).await
     }
 
     /// A reader of one partition from `from` (inclusive) to `to` (exclusive),
     /// or to the current end; no consumer offset is read or written.
     pub async fn range_reader(&self, topic: &str, partition: u32, from: u64, to: Option<u64>) -> Result<FluvioReader> {
-        let config = ConsumerConfigExtBuilder::default()
-            .topic(topic)
-            .partition(partition)
-            .offset_start(Offset::absolute(i64::try_from(from)?).map_err(|e| anyhow!("{e}"))?)
-            .disable_continuous(true)
-            .build()
-            .map_err(|e| anyhow!("consumer config: {e}"))?;
-        let stream = self
-            .fluvio
-            .consumer_with_config(config)
-            .await
-            .with_context(|| format!("reading topic {topic}"))?;
-        Ok(FluvioReader {
-            stream: Box::pin(stream),
-            until: to,
-        })
+        let bounds = partition_bounds(&self.fluvio, topic)
+            .await?
+            .into_iter()
+            .find(|b| b.partition == partition)
+            .ok_or_else(|| anyhow!("topic {topic} has no partition {partition}"))?;
+        let start = PartitionStart {
+            partition,
+            from: from.max(bounds.first),
+            until: Some(to.unwrap_or(bounds.next).min(bounds.next)),
+        };
+        FluvioReader::open(self.fluvio.clone(), topic, &[start], DEFAULT_MAX_BYTES, false).await
     }
 
     /// Commits `consumer`'s offsets of `topic`.
     pub fn committer(&self, topic: &str, consumer: &str) -> FluvioCommitter {
-        FluvioCommitter {
-            fluvio: self.fluvio.clone(),
-            topic: topic.to_string(),
-            consumer: consumer.to_string(),
-            lagging: Mutex::new(HashMap::new()),
-        }
+        FluvioCommitter::new(self.fluvio.clone(), topic, consumer)
     }
 
     /// Inspects `topic`.
@@ -264,7 +272,17 @@ pub struct FluvioWriter {
     producer: Arc<TopicProducerPool>,
 }
 
+/// Largest produce request a Fluvio SPU accepts by default
+/// (`STORAGE_MAX_REQUEST_SIZE`).
+const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// Room a record batch needs besides its records' bytes.
+const BATCH_OVERHEAD: usize = 4 * 1024;
+
 impl TopicWriter for FluvioWriter {
+    fn max_record_bytes(&self) -> Option<usize> {
+        Some(MAX_REQUEST_BYTES - BATCH_OVERHEAD)
+    }
+
     async fn append(&self, records: Vec<NewRecord>) -> Result<()> {
         let outcome: Result<()> = async {
             for record in records {
@@ -285,126 +303,6 @@ impl TopicWriter for FluvioWriter {
     }
 }
 
-/// Reads a topic in order (per partition).
-pub struct FluvioReader {
-    stream: RecordStream,
-    until: Option<u64>,
-}
-
-impl std::fmt::Debug for FluvioReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FluvioReader")
-    }
-}
-
-fn to_topic_record(record: Record) -> TopicRecord {
-    TopicRecord {
-        partition: record.partition(),
-        offset: u64::try_from(record.offset()).unwrap_or(0),
-        timestamp_ms: record.timestamp(),
-        key: record.key().map(Bytes::copy_from_slice),
-        value: Bytes::copy_from_slice(record.value()),
-    }
-}
-
-impl TopicReader for FluvioReader {
-    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<TopicRecord>> {
-        let mut batch = Vec::new();
-        let first = match tokio::time::timeout(wait, self.stream.next()).await {
-            Err(_) | Ok(None) => return Ok(batch),
-            Ok(Some(first)) => first,
-        };
-        batch.push(to_topic_record(first.map_err(|e| anyhow!("reading the topic: {e}"))?));
-        while batch.len() < max {
-            match self.stream.next().now_or_never() {
-                Some(Some(record)) => {
-                    batch.push(to_topic_record(record.map_err(|e| anyhow!("reading the topic: {e}"))?))
-                }
-                _ => break,
-            }
-        }
-        if let Some(until) = self.until {
-            batch.retain(|r| r.offset < until);
-        }
-        Ok(batch)
-    }
-}
-
-/// Commits exact offsets through lagging per-partition streams.
-pub struct FluvioCommitter {
-    fluvio: Arc<Fluvio>,
-    topic: String,
-    consumer: String,
-    lagging: Mutex<HashMap<u32, (RecordStream, Option<u64>)>>,
-}
-
-impl std::fmt::Debug for FluvioCommitter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FluvioCommitter")
-            .field("topic", &self.topic)
-            .field("consumer", &self.consumer)
-            .finish()
-    }
-}
-
-impl FluvioCommitter {
-    async fn lagging_stream(&self, partition: u32) -> Result<RecordStream> {
-        let config = ConsumerConfigExtBuilder::default()
-            .topic(self.topic.clone())
-            .partition(partition)
-            .offset_consumer(self.consumer.clone())
-            .offset_start(Offset::beginning())
-            .offset_strategy(OffsetManagementStrategy::Manual)
-            .build()
-            .map_err(|e| anyhow!("consumer config: {e}"))?;
-        let stream = self
-            .fluvio
-            .consumer_with_config(config)
-            .await
-            .context("opening the committing stream")?;
-        Ok(Box::pin(stream))
-    }
-}
-
-impl OffsetCommitter for FluvioCommitter {
-    async fn commit(&self, offsets: &[(u32, u64)]) -> Result<()> {
-        let mut lagging = self.lagging.lock().await;
-        for &(partition, offset) in offsets {
-            if let std::collections::hash_map::Entry::Vacant(slot) = lagging.entry(partition) {
-                slot.insert((self.lagging_stream(partition).await?, None));
-            }
-            let Some((stream, seen)) = lagging.get_mut(&partition) else {
-                continue;
-            };
-            if seen.is_some_and(|s| s >= offset) {
-                continue;
-            }
-            // Yield records up to exactly `offset`, so "the last yielded record"
-            // is the settled one; never further.
-            while seen.is_none_or(|s| s < offset) {
-                let record = stream
-                    .next()
-                    .await
-                    .ok_or_else(|| anyhow!("the committing stream of partition {partition} ended"))?
-                    .map_err(|e| anyhow!("reading the committing stream: {e}"))?;
-                *seen = Some(u64::try_from(record.offset()).unwrap_or(0));
-            }
-            if *seen != Some(offset) {
-                bail!("partition {partition}: record {offset} is missing from the topic; not committing past it");
-            }
-            stream
-                .offset_commit()
-                .await
-                .map_err(|e| anyhow!("committing offset {offset}: {e}"))?;
-            stream
-                .offset_flush()
-                .await
-                .map_err(|e| anyhow!("flushing offset {offset}: {e}"))?;
-        }
-        Ok(())
-    }
-}
-
 /// Inspects one topic.
 #[derive(Clone)]
 pub struct FluvioTopic {
@@ -414,24 +312,7 @@ pub struct FluvioTopic {
 
 impl TopicInspect for FluvioTopic {
     async fn bounds(&self) -> Result<Vec<PartitionBounds>> {
-        let admin = self.backend.fluvio.admin().await;
-        let partitions = admin.all::<PartitionSpec>().await.context("listing partitions")?;
-        let prefix = format!("{}-", self.name);
-        let mut bounds: Vec<PartitionBounds> = partitions
-            .into_iter()
-            .filter_map(|p| {
-                let number: u32 = p.name.strip_prefix(&prefix)?.parse().ok()?;
-                let next = u64::try_from(p.status.leader.leo).unwrap_or(0);
-                let first = u64::try_from(p.status.base_offset).unwrap_or(0);
-                Some(PartitionBounds {
-                    partition: number,
-                    first,
-                    next,
-                })
-            })
-            .collect();
-        bounds.sort_by_key(|b| b.partition);
-        Ok(bounds)
+        partition_bounds(&self.backend.fluvio, &self.name).await
     }
 
     async fn read_range(&self, partition: u32, from: u64, to: u64) -> Result<Vec<TopicRecord>> {
@@ -452,4 +333,24 @@ impl TopicInspect for FluvioTopic {
             }
         }
     }
+}
+
+/// Bounds of every partition of `topic`, from the cluster's partition status.
+pub(crate) async fn partition_bounds(fluvio: &Fluvio, topic: &str) -> Result<Vec<PartitionBounds>> {
+    let admin = fluvio.admin().await;
+    let partitions = admin.all::<PartitionSpec>().await.context("listing partitions")?;
+    let prefix = format!("{topic}-");
+    let mut bounds: Vec<PartitionBounds> = partitions
+        .into_iter()
+        .filter_map(|p| {
+            let number: u32 = p.name.strip_prefix(&prefix)?.parse().ok()?;
+            Some(PartitionBounds {
+                partition: number,
+                first: u64::try_from(p.status.base_offset).unwrap_or(0),
+                next: u64::try_from(p.status.leader.leo).unwrap_or(0),
+            })
+        })
+        .collect();
+    bounds.sort_by_key(|b| b.partition);
+    Ok(bounds)
 }

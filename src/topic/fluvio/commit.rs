@@ -1,0 +1,138 @@
+//! Committing exact consumer offsets on Fluvio.
+//!
+//! A Fluvio consumer can only commit "the last record it yielded". The sink keeps
+//! several requests in flight and must commit exactly the prefix it has settled,
+//! so each partition has a second, lagging stream under the consumer's id that is
+//! advanced to the settled offset and committed there. Like any 0.50.1 stream it
+//! can skip a batch (see `reader.rs`); it then reopens at the offset to commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use fluvio::consumer::{ConsumerConfigExtBuilder, OffsetManagementStrategy};
+use fluvio::{Fluvio, Offset};
+use futures::StreamExt;
+use tokio::sync::Mutex;
+
+use super::reader::{classify, grown, Seen, DEFAULT_MAX_BYTES};
+use super::RecordStream;
+use crate::topic::OffsetCommitter;
+
+/// Reopens at one offset before a commit fails.
+const MAX_REOPENS: u32 = 8;
+
+/// One partition's lagging stream and the last offset it yielded.
+struct Lagging {
+    stream: RecordStream,
+    seen: Option<u64>,
+    max_bytes: u64,
+}
+
+/// Commits exact offsets through lagging per-partition streams.
+pub struct FluvioCommitter {
+    fluvio: Arc<Fluvio>,
+    topic: String,
+    consumer: String,
+    lagging: Mutex<HashMap<u32, Lagging>>,
+}
+
+impl std::fmt::Debug for FluvioCommitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FluvioCommitter")
+            .field("topic", &self.topic)
+            .field("consumer", &self.consumer)
+            .finish()
+    }
+}
+
+impl FluvioCommitter {
+    /// A committer of `consumer`'s offsets on `topic`.
+    pub fn new(fluvio: Arc<Fluvio>, topic: &str, consumer: &str) -> Self {
+        Self {
+            fluvio,
+            topic: topic.to_string(),
+            consumer: consumer.to_string(),
+            lagging: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A stream under the consumer's id that starts exactly at `from`.
+    async fn open(&self, partition: u32, from: u64, max_bytes: u64) -> Result<Lagging> {
+        let config = ConsumerConfigExtBuilder::default()
+            .topic(self.topic.clone())
+            .partition(partition)
+            .offset_consumer(self.consumer.clone())
+            .offset_start(Offset::absolute(i64::try_from(from)?).map_err(|e| anyhow!("{e}"))?)
+            .offset_strategy(OffsetManagementStrategy::Manual)
+            .max_bytes(i32::try_from(max_bytes).unwrap_or(i32::MAX))
+            .build()
+            .map_err(|e| anyhow!("consumer config: {e}"))?;
+        let stream = self
+            .fluvio
+            .consumer_with_config(config)
+            .await
+            .context("opening the committing stream")?;
+        Ok(Lagging {
+            stream: Box::pin(stream),
+            seen: None,
+            max_bytes,
+        })
+    }
+
+    /// Advances `lagging` until it has yielded exactly `offset`, reopening it
+    /// there when the stream skips past.
+    async fn advance(&self, partition: u32, lagging: &mut Lagging, offset: u64) -> Result<()> {
+        let mut reopens = 0;
+        while lagging.seen.is_none_or(|s| s < offset) {
+            let record = lagging
+                .stream
+                .next()
+                .await
+                .ok_or_else(|| anyhow!("the committing stream of partition {partition} ended"))?
+                .map_err(|e| anyhow!("reading the committing stream: {e}"))?;
+            let got = u64::try_from(record.offset()).unwrap_or(0);
+            // Only the target matters here: a record past it means the stream
+            // skipped the target, so it cannot become "the last one yielded".
+            if let Seen::Gap { .. } = classify(offset, got) {
+                reopens += 1;
+                if reopens > MAX_REOPENS {
+                    bail!("partition {partition}: record {offset} cannot be read back to commit it");
+                }
+                *lagging = self.open(partition, offset, grown(lagging.max_bytes)).await?;
+                continue;
+            }
+            lagging.seen = Some(got);
+        }
+        Ok(())
+    }
+}
+
+impl OffsetCommitter for FluvioCommitter {
+    async fn commit(&self, offsets: &[(u32, u64)]) -> Result<()> {
+        let mut all = self.lagging.lock().await;
+        for &(partition, offset) in offsets {
+            let lagging = match all.entry(partition) {
+                std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(self.open(partition, offset, DEFAULT_MAX_BYTES).await?)
+                }
+            };
+            if lagging.seen.is_some_and(|s| s >= offset) {
+                continue;
+            }
+            self.advance(partition, lagging, offset).await?;
+            lagging
+                .stream
+                .offset_commit()
+                .await
+                .map_err(|e| anyhow!("committing offset {offset}: {e}"))?;
+            lagging
+                .stream
+                .offset_flush()
+                .await
+                .map_err(|e| anyhow!("flushing offset {offset}: {e}"))?;
+        }
+        Ok(())
+    }
+}
