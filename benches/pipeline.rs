@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use falcon_lake::emulate::cloudtrail::{CloudTrailEmulator, CloudTrailEmulatorConfig};
 use falcon_lake::emulate::falcon::{FalconEmulator, FalconEmulatorConfig, Mix};
 use falcon_lake::emulate::lock;
+use falcon_lake::emulate::pipeline_config::EmulatedConfig;
 
 const CHANNEL: &str = "arn:aws:cloudtrail:us-east-1:111122223333:channel/bench";
 const KEY: &str = "AKIABENCHMARK0000001";
@@ -56,33 +57,21 @@ async fn setup(events: u64, mix: Mix) -> anyhow::Result<Setup> {
     let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("smartmodules/falcon-audit-to-cloudtrail/target/wasm32-wasip1/release/falcon_audit_to_cloudtrail.wasm");
     anyhow::ensure!(wasm.exists(), "{} is missing: run `make wasm`", wasm.display());
-    let config = format!(
-        r#"apiVersion: 0.2.0
-meta:
-  name: bench
-  type: falcon-lake-embedded
-  version: 0.1.0
-  topic: falcon-events
-  secrets:
-    - name: FALCON_CLIENT_SECRET
-falcon:
-  base_url: {falcon}
-  client_id: {CLIENT_ID}
-  client_secret: "${{{{ secrets.FALCON_CLIENT_SECRET }}}}"
-cloudtrail:
-  channel_arn: {CHANNEL}
-  endpoint_url: {cloudtrail}
-transforms:
-  - uses: {wasm}
-storage:
-  path: log.db
-metrics:
-  address: 127.0.0.1:{metrics_port}
-"#,
-        falcon = falcon.url(),
-        cloudtrail = cloudtrail.url(),
-        wasm = wasm.display(),
-    );
+    let metrics = format!("metrics:\n  address: 127.0.0.1:{metrics_port}\n");
+    let config = EmulatedConfig {
+        name: "bench",
+        falcon_url: falcon.url(),
+        client_id: CLIENT_ID,
+        cloudtrail_url: cloudtrail.url(),
+        channel_arn: CHANNEL,
+        wasm: &wasm,
+        db: Path::new("log.db"),
+        sync: "full",
+        extra_falcon: "",
+        extra_cloudtrail: "",
+        extra: &metrics,
+    }
+    .yaml();
     std::fs::write(dir.path().join("config.yaml"), config)?;
     std::fs::write(
         dir.path().join("secrets.txt"),

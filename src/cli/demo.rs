@@ -18,6 +18,7 @@ use crate::config::secrets::SecretStore;
 use crate::emulate::cloudtrail::{CloudTrailEmulator, CloudTrailEmulatorConfig};
 use crate::emulate::falcon::{FalconEmulator, FalconEmulatorConfig};
 use crate::emulate::lock;
+use crate::emulate::pipeline_config::{EmulatedConfig, CLIENT_SECRET_NAME};
 use crate::pipeline::embedded::EmbeddedPipeline;
 use crate::secret::Secret;
 
@@ -147,33 +148,21 @@ fn demo_config(
     wasm: &std::path::Path,
     db: &std::path::Path,
 ) -> Result<EmbeddedConfig> {
-    let text = format!(
-        r#"apiVersion: 0.2.0
-meta:
-  name: falcon-lake-demo
-  type: falcon-lake-embedded
-  version: 0.1.0
-  topic: falcon-events
-  secrets:
-    - name: FALCON_CLIENT_SECRET
-falcon:
-  base_url: {falcon}
-  client_id: {client_id}
-  client_secret: "${{{{ secrets.FALCON_CLIENT_SECRET }}}}"
-  app_id: falcon-lake-demo
-cloudtrail:
-  channel_arn: {CHANNEL}
-  endpoint_url: {cloudtrail}
-transforms:
-  - uses: {wasm}
-storage:
-  path: {db}
-  sync: normal
-"#,
-        wasm = wasm.display(),
-        db = db.display(),
-    );
-    let store = SecretStore::Map(BTreeMap::from([("FALCON_CLIENT_SECRET".to_string(), secret.clone())]));
+    let text = EmulatedConfig {
+        name: "falcon-lake-demo",
+        falcon_url: falcon,
+        client_id,
+        cloudtrail_url: cloudtrail,
+        channel_arn: CHANNEL,
+        wasm,
+        db,
+        sync: "normal",
+        extra_falcon: "  app_id: falcon-lake-demo\n",
+        extra_cloudtrail: "",
+        extra: "",
+    }
+    .yaml();
+    let store = SecretStore::Map(BTreeMap::from([(CLIENT_SECRET_NAME.to_string(), secret.clone())]));
     let file = ConnectorFile::parse(&text, std::path::Path::new("demo.yaml"), &store, &SECTIONS)?;
     EmbeddedConfig::from_file(file)
 }

@@ -7,6 +7,7 @@
 
 pub mod cloudtrail;
 pub mod falcon;
+pub mod pipeline_config;
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};

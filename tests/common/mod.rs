@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use falcon_lake::emulate::falcon::{FalconEmulator, FalconEmulatorConfig};
+use falcon_lake::emulate::pipeline_config::EmulatedConfig;
 use falcon_lake::falcon::{CursorStore, FalconClient, FalconConfig, FalconError, FalconMetrics, FeedItem};
 use falcon_lake::secret::Secret;
 
@@ -408,39 +409,24 @@ impl Harness {
         let config = dir.path().join("config.yaml");
         let secrets = dir.path().join("secrets.txt");
         std::fs::write(&secrets, format!("FALCON_CLIENT_SECRET={CLIENT_SECRET}\n")).expect("secrets");
-        let text = format!(
-            r#"apiVersion: 0.2.0
-meta:
-  name: e2e
-  type: falcon-lake-embedded
-  version: 0.1.0
-  topic: falcon-events
-  secrets:
-    - name: FALCON_CLIENT_SECRET
-falcon:
-  base_url: {falcon_url}
-  client_id: {CLIENT_ID}
-  client_secret: "${{{{ secrets.FALCON_CLIENT_SECRET }}}}"
-  idle_timeout: 5s
-  reconnect_backoff_max: 500ms
-  discovery_backoff_max: 500ms
-cloudtrail:
-  channel_arn: {CHANNEL_ARN}
-  endpoint_url: {cloudtrail_url}
-  linger: 20ms
-  retry_initial_backoff: 20ms
-  retry_max_backoff: 300ms
-  request_timeout: 5s
-{cloudtrail_extra}transforms:
-  - uses: {wasm}
-storage:
-  path: log.db
-  sync: normal
-{extra}"#,
-            falcon_url = falcon.url(),
-            cloudtrail_url = cloudtrail.url(),
-            wasm = module_wasm().display(),
+        let extra_cloudtrail = format!(
+            "  linger: 20ms\n  retry_initial_backoff: 20ms\n  retry_max_backoff: 300ms\n  request_timeout: 5s\n{cloudtrail_extra}"
         );
+        let wasm = module_wasm();
+        let text = EmulatedConfig {
+            name: "e2e",
+            falcon_url: falcon.url(),
+            client_id: CLIENT_ID,
+            cloudtrail_url: cloudtrail.url(),
+            channel_arn: CHANNEL_ARN,
+            wasm: &wasm,
+            db: std::path::Path::new("log.db"),
+            sync: "normal",
+            extra_falcon: "  idle_timeout: 5s\n  reconnect_backoff_max: 500ms\n  discovery_backoff_max: 500ms\n",
+            extra_cloudtrail: &extra_cloudtrail,
+            extra,
+        }
+        .yaml();
         std::fs::write(&config, text).expect("config");
         Self {
             falcon,
