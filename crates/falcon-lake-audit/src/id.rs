@@ -12,12 +12,36 @@ const MAX_VERBATIM_CID: usize = 64;
 /// A missing CID becomes `nocid`; a CID outside `[A-Za-z0-9-]{1,64}` becomes
 /// `h` + 32 hex digits of a hash of it, so distinct CIDs stay distinct.
 pub fn audit_event_id(cid: Option<&str>, partition: u32, offset: u64) -> String {
-    format!("{}_{partition}_{offset}", safe_cid(cid))
+    let mut id = String::new();
+    write_audit_event_id(&mut id, cid, partition, offset);
+    id
+}
+
+/// Appends [`audit_event_id`] to `out` (the mapper reuses one buffer per stream).
+pub fn write_audit_event_id(out: &mut String, cid: Option<&str>, partition: u32, offset: u64) {
+    match cid {
+        Some(cid) if is_verbatim_cid(cid) => out.push_str(cid),
+        None | Some("") => out.push_str("nocid"),
+        Some(cid) => {
+            out.push('h');
+            out.push_str(&hash_hex(cid.as_bytes()));
+        }
+    }
+    out.push('_');
+    write_fig_event_id(out, partition, offset);
 }
 
 /// Id of an event the existing gateway would have produced: `<partition>_<offset>`.
 pub fn fig_event_id(partition: u32, offset: u64) -> String {
-    format!("{partition}_{offset}")
+    let mut id = String::new();
+    write_fig_event_id(&mut id, partition, offset);
+    id
+}
+
+/// Appends [`fig_event_id`] to `out`.
+pub fn write_fig_event_id(out: &mut String, partition: u32, offset: u64) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "{partition}_{offset}");
 }
 
 /// Id for input that lacks an offset or a partition: a hash of its bytes, so a
@@ -34,11 +58,13 @@ pub fn is_valid_id(id: &str) -> bool {
 fn safe_cid(cid: Option<&str>) -> String {
     match cid {
         None | Some("") => "nocid".to_string(),
-        Some(cid) if cid.len() <= MAX_VERBATIM_CID && cid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
-            cid.to_string()
-        }
+        Some(cid) if is_verbatim_cid(cid) => cid.to_string(),
         Some(cid) => format!("h{}", hash_hex(cid.as_bytes())),
     }
+}
+
+fn is_verbatim_cid(cid: &str) -> bool {
+    !cid.is_empty() && cid.len() <= MAX_VERBATIM_CID && cid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// 128-bit FNV-1a style digest as 32 hex digits: two 64-bit lanes with different

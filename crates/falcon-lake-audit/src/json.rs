@@ -47,6 +47,18 @@ impl ObjectWriter {
         }
     }
 
+    /// Starts an empty object in `buf`, reusing its allocation (its text is dropped).
+    pub fn reusing(mut buf: String, capacity: usize) -> Self {
+        buf.clear();
+        buf.reserve(capacity);
+        buf.push('{');
+        Self {
+            buf,
+            depth: 1,
+            empty: 1,
+        }
+    }
+
     fn top(&self) -> u64 {
         1 << (self.depth - 1)
     }

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use crate::event::object_field_text;
 use crate::event::{EventBody, FalconEvent};
-use crate::id::{audit_event_id, content_id, fig_event_id};
+use crate::id::{content_id, write_audit_event_id, write_fig_event_id};
 use crate::json::{escaped_len, truncate_escaped, truncate_to, Mark, ObjectWriter};
 use crate::key::SourceKey;
 use crate::params::{MappingParams, Profile};
@@ -37,7 +37,7 @@ pub struct RecordContext<'a> {
 }
 
 /// One Open Audit Event ready for `PutAuditEvents`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditRecord {
     /// `AuditEvent.id` (also the record key of the SmartModule's output).
     pub id: String,
@@ -102,8 +102,19 @@ impl Mapper {
 
     /// Maps one raw record.
     pub fn map(&self, ctx: &RecordContext<'_>, value: &[u8]) -> Outcome {
+        let mut record = AuditRecord::default();
+        match self.map_into(ctx, value, &mut record) {
+            Ok(()) => Outcome::Emit(record),
+            Err(skip) => Outcome::Skip(skip),
+        }
+    }
+
+    /// Maps one raw record into `out`, reusing its buffers, so that mapping a
+    /// stream allocates nothing per event for the output. On `Err`, `out`
+    /// holds nothing meaningful.
+    pub fn map_into(&self, ctx: &RecordContext<'_>, value: &[u8], out: &mut AuditRecord) -> Result<(), Skip> {
         if !self.may_be_selected(value) {
-            return Outcome::Skip(Skip::NotSelected);
+            return Err(Skip::NotSelected);
         }
         let params = &self.params;
         let text = match std::str::from_utf8(value) {
@@ -111,14 +122,10 @@ impl Mapper {
             Err(_) => String::from_utf8_lossy(value),
         };
         let raw = text.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\r' | '\n'));
-        let Some(event) = FalconEvent::parse(raw) else {
-            return Outcome::Skip(Skip::NotJsonObject);
-        };
-        let Some(event_type) = event.metadata.event_type.as_deref() else {
-            return Outcome::Skip(Skip::NotFalconEvent);
-        };
+        let event = FalconEvent::parse(raw).ok_or(Skip::NotJsonObject)?;
+        let event_type = event.metadata.event_type.as_deref().ok_or(Skip::NotFalconEvent)?;
         if !params.passes(event_type, event.event.service_name.as_deref()) {
-            return Outcome::Skip(Skip::NotSelected);
+            return Err(Skip::NotSelected);
         }
         let partition = ctx.key.and_then(|k| SourceKey::decode(k).ok()).map(|k| k.partition);
         let facts = Facts {
@@ -128,12 +135,14 @@ impl Mapper {
             raw,
             ctx,
         };
-        let id = facts.id(params.profile);
-        let event_data = match params.profile {
-            Profile::Default => default_event_data(params, &facts, &id),
-            Profile::Fig => fig_event_data(params, &facts, &id),
+        out.id.clear();
+        facts.write_id(params.profile, &mut out.id);
+        let w = ObjectWriter::reusing(std::mem::take(&mut out.event_data), raw.len() * 2 + 512);
+        out.event_data = match params.profile {
+            Profile::Default => default_event_data(w, params, &facts, &out.id),
+            Profile::Fig => fig_event_data(w, params, &facts, &out.id),
         };
-        Outcome::Emit(AuditRecord { id, event_data })
+        Ok(())
     }
 
     /// A cheap, conservative pre-filter: an event whose `eventType` is one of the
@@ -166,11 +175,11 @@ impl Facts<'_, '_> {
         self.event.metadata.customer_id.as_deref().filter(|c| !c.is_empty())
     }
 
-    fn id(&self, profile: Profile) -> String {
+    fn write_id(&self, profile: Profile, out: &mut String) {
         match (self.partition, self.event.metadata.offset, profile) {
-            (Some(p), Some(o), Profile::Fig) => fig_event_id(p, o),
-            (Some(p), Some(o), Profile::Default) => audit_event_id(self.cid(), p, o),
-            _ => content_id(self.cid(), self.raw.as_bytes()),
+            (Some(p), Some(o), Profile::Fig) => write_fig_event_id(out, p, o),
+            (Some(p), Some(o), Profile::Default) => write_audit_event_id(out, self.cid(), p, o),
+            _ => out.push_str(&content_id(self.cid(), self.raw.as_bytes())),
         }
     }
 
@@ -207,13 +216,12 @@ impl Facts<'_, '_> {
     }
 }
 
-fn default_event_data(params: &MappingParams, f: &Facts<'_, '_>, id: &str) -> String {
+fn default_event_data(mut w: ObjectWriter, params: &MappingParams, f: &Facts<'_, '_>, id: &str) -> String {
     let body = f.body();
     let (event_time, time_source) = f.event_time([
         ("UTCTimestamp", body.utc_timestamp),
         ("eventCreationTime", f.event.metadata.event_creation_time),
     ]);
-    let mut w = ObjectWriter::with_capacity(f.raw.len() * 2 + 512);
     w.string("version", f.version());
     write_default_identity(&mut w, f);
     if let Some(agent) = body.attributes.and_then(|a| object_field_text(a, "user_agent")) {
@@ -264,13 +272,12 @@ fn default_event_data(params: &MappingParams, f: &Facts<'_, '_>, id: &str) -> St
     w.finish()
 }
 
-fn fig_event_data(params: &MappingParams, f: &Facts<'_, '_>, id: &str) -> String {
+fn fig_event_data(mut w: ObjectWriter, params: &MappingParams, f: &Facts<'_, '_>, id: &str) -> String {
     let body = f.body();
     let (event_time, _) = f.event_time([
         ("eventCreationTime", f.event.metadata.event_creation_time),
         ("UTCTimestamp", body.utc_timestamp),
     ]);
-    let mut w = ObjectWriter::with_capacity(f.raw.len() * 2 + 512);
     w.string("version", f.version());
     w.begin("userIdentity");
     w.string("type", truncate_to(f.event_type, limits::USER_IDENTITY_TYPE));

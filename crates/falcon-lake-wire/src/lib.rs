@@ -218,6 +218,12 @@ pub fn begin_output(out: &mut Vec<u8>, count: usize) {
     out.extend_from_slice(&(count as u32).to_be_bytes());
 }
 
+/// Overwrites the record count that [`begin_output`] wrote at `at`, for output
+/// written before its count is known.
+pub fn set_output_count(out: &mut [u8], at: usize, count: usize) {
+    out[at..at + 4].copy_from_slice(&(count as u32).to_be_bytes());
+}
+
 /// Ends a successful `SmartModuleOutput` (no runtime error).
 pub fn end_output(out: &mut Vec<u8>) {
     out.push(0);
@@ -369,5 +375,15 @@ mod tests {
         let mut theirs = Vec::new();
         expected.encode(&mut theirs, VERSION).expect("encode");
         assert_eq!(out, theirs);
+
+        // The same bytes when the count is only known at the end.
+        let mut streamed = vec![0xAA];
+        begin_output(&mut streamed, 0);
+        for r in &wire {
+            encode_record(&mut streamed, r);
+        }
+        set_output_count(&mut streamed, 1, wire.len());
+        end_output(&mut streamed);
+        assert_eq!(&streamed[1..], &theirs[..]);
     }
 }

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use falcon_lake_audit::{AuditRecord, Mapper, MappingParams, Outcome, RecordContext};
-use falcon_lake_wire::{begin_output, decode_input, decode_records, encode_record, end_output, WireRecord};
+use falcon_lake_wire::{
+    begin_output, decode_input, decode_records, encode_record, end_output, set_output_count, WireRecord,
+};
 use fluvio_smartmodule::dataplane::core::{Decoder, Encoder};
 use fluvio_smartmodule::dataplane::smartmodule::{
     SmartModuleExtraParams, SmartModuleInput, SmartModuleOutput, SmartModuleTransformErrorStatus,
@@ -57,27 +59,36 @@ pub fn process_call(input: Vec<u8>, version: i16, out: &mut Vec<u8>) -> std::res
     process_stock(input, version, out)
 }
 
-/// The bulk-copy path for the engine's ABI version.
+/// The bulk-copy path for the engine's ABI version. Each emitted event is
+/// encoded as soon as it is mapped, through one reused [`AuditRecord`], so a
+/// batch allocates nothing per event.
 fn process_fast(input: &[u8], version: i16, out: &mut Vec<u8>) -> Option<usize> {
     let input = decode_input(input, version)?;
     let records = decode_records(input.records)?;
-    let emitted: Vec<(&WireRecord<'_>, AuditRecord)> = records
-        .iter()
-        .filter_map(|r| map(r.key, r.value, input.base_timestamp + r.timestamp_delta).map(|audit| (r, audit)))
-        .collect();
-    let size: usize = emitted.iter().map(|(_, a)| a.id.len() + a.event_data.len() + 32).sum();
-    out.reserve(size + 8);
-    begin_output(out, emitted.len());
-    for (record, audit) in &emitted {
+    let mapper = MAPPER.get_or_init(|| Mapper::new(MappingParams::default()));
+    let count_at = out.len();
+    begin_output(out, 0);
+    let mut count = 0;
+    let mut audit = AuditRecord::default();
+    for record in &records {
+        let ctx = RecordContext {
+            key: record.key,
+            timestamp_ms: input.base_timestamp + record.timestamp_delta,
+        };
+        if mapper.map_into(&ctx, record.value, &mut audit).is_err() {
+            continue;
+        }
         let output = WireRecord {
             key: Some(audit.id.as_bytes()),
             value: audit.event_data.as_bytes(),
-            ..**record
+            ..*record
         };
         encode_record(out, &output);
+        count += 1;
     }
+    set_output_count(out, count_at, count);
     end_output(out);
-    Some(emitted.len())
+    Some(count)
 }
 
 /// Fluvio's own decoding and encoding, for inputs the fast path does not read.
