@@ -99,8 +99,13 @@ impl ObjectWriter {
 
     /// Writes an integer field.
     pub fn int(&mut self, key: &str, value: i128) -> &mut Self {
+        use std::fmt::Write as _;
         self.key(key);
-        self.buf.push_str(&value.to_string());
+        // i64 formats faster than i128, and every value the mapping writes fits.
+        let _ = match i64::try_from(value) {
+            Ok(small) => write!(self.buf, "{small}"),
+            Err(_) => write!(self.buf, "{value}"),
+        };
         self
     }
 

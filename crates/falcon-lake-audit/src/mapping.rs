@@ -13,7 +13,7 @@ use crate::json::{escaped_len, truncate_escaped, truncate_to, Mark, ObjectWriter
 use crate::key::SourceKey;
 use crate::params::{MappingParams, Profile};
 use crate::schema::limits;
-use crate::time::{epoch_seconds_from_any_unit, format_event_time};
+use crate::time::{epoch_seconds_from_any_unit, EventTime};
 
 /// `version` used when the event carries none (old events lack `metadata.version`).
 pub const FALLBACK_VERSION: &str = "1.0";
@@ -75,22 +75,19 @@ pub fn map_record(params: &MappingParams, ctx: &RecordContext<'_>, value: &[u8])
 #[derive(Debug, Clone)]
 pub struct Mapper {
     params: MappingParams,
-    type_finders: Option<Vec<memchr::memmem::Finder<'static>>>,
+    key_finder: memchr::memmem::Finder<'static>,
     escape_finder: memchr::memmem::Finder<'static>,
 }
+
+/// The `eventType` key as it appears in raw text.
+const EVENT_TYPE_KEY: &[u8] = b"\"eventType\"";
 
 impl Mapper {
     /// A mapper for `params`.
     pub fn new(params: MappingParams) -> Self {
-        let type_finders = params.event_types.as_ref().map(|types| {
-            types
-                .iter()
-                .map(|t| memchr::memmem::Finder::new(t.as_bytes()).into_owned())
-                .collect()
-        });
         Self {
             params,
-            type_finders,
+            key_finder: memchr::memmem::Finder::new(EVENT_TYPE_KEY).into_owned(),
             escape_finder: memchr::memmem::Finder::new(b"\\u").into_owned(),
         }
     }
@@ -145,16 +142,48 @@ impl Mapper {
         Ok(())
     }
 
-    /// A cheap, conservative pre-filter: an event whose `eventType` is one of the
-    /// selected types contains that name literally, unless the text escapes
-    /// characters with `\\u`, which forces the full parse. Most of a tenant's
-    /// events are detections and API logs; this skips them without parsing.
+    /// A cheap, conservative pre-filter: reads the value of every `"eventType"`
+    /// key in the text (in one scan) and passes the event if one is a selected
+    /// type, or holds an escape, or if the text escapes anything with `\\u`
+    /// (the key itself may be spelled that way). Most of a tenant's events are
+    /// detections and API logs; this skips them without parsing.
     fn may_be_selected(&self, value: &[u8]) -> bool {
-        let Some(finders) = &self.type_finders else {
+        let Some(types) = &self.params.event_types else {
             return true;
         };
-        finders.iter().any(|f| f.find(value).is_some()) || self.escape_finder.find(value).is_some()
+        for at in self.key_finder.find_iter(value) {
+            match string_after_key(&value[at + EVENT_TYPE_KEY.len()..]) {
+                Some(Ok(found)) if types.iter().any(|t| t.as_bytes() == found) => return true,
+                Some(Err(Escaped)) => return true,
+                _ => {}
+            }
+        }
+        self.escape_finder.find(value).is_some()
     }
+}
+
+/// A JSON string that holds an escape: only a parser can tell what it says.
+struct Escaped;
+
+/// The string value after an object key (`: "…"`, whitespace allowed), as raw
+/// bytes; `None` when something else follows.
+fn string_after_key(rest: &[u8]) -> Option<Result<&[u8], Escaped>> {
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let mut at = rest.iter().position(|b| !is_space(b))?;
+    if rest[at] != b':' {
+        return None;
+    }
+    at += 1 + rest[at + 1..].iter().position(|b| !is_space(b))?;
+    if rest[at] != b'"' {
+        return None;
+    }
+    let text = &rest[at + 1..];
+    let end = memchr::memchr2(b'"', b'\\', text)?;
+    Some(if text[end] == b'"' {
+        Ok(&text[..end])
+    } else {
+        Err(Escaped)
+    })
 }
 
 /// Everything known about one selected event.
@@ -199,7 +228,7 @@ impl Facts<'_, '_> {
     }
 
     /// Picks the first usable timestamp among `candidates`, then the record's.
-    fn event_time(&self, candidates: [(&'static str, Option<i64>); 2]) -> (String, &'static str) {
+    fn event_time(&self, candidates: [(&'static str, Option<i64>); 2]) -> (EventTime, &'static str) {
         let found = candidates
             .into_iter()
             .find_map(|(name, v)| v.and_then(epoch_seconds_from_any_unit).map(|s| (s, name)));
@@ -207,7 +236,7 @@ impl Facts<'_, '_> {
             let record = epoch_seconds_from_any_unit(self.ctx.timestamp_ms).unwrap_or(0);
             (record, "recordTimestamp")
         });
-        (format_event_time(seconds), source)
+        (EventTime::new(seconds), source)
     }
 
     fn source_ip(&self) -> Option<&str> {
@@ -232,7 +261,7 @@ fn default_event_data(mut w: ObjectWriter, params: &MappingParams, f: &Facts<'_,
     }
     w.string("eventSource", &params.event_source);
     w.string("eventName", f.event_name());
-    w.string("eventTime", &event_time);
+    w.string("eventTime", event_time.as_str());
     w.string("UID", id);
     write_request_parameters(&mut w, body);
     if let Some(success) = body.success {
@@ -292,7 +321,7 @@ fn fig_event_data(mut w: ObjectWriter, params: &MappingParams, f: &Facts<'_, '_>
     w.string("userAgent", FIG_USER_AGENT);
     w.string("eventSource", &params.event_source);
     w.string("eventName", f.event_name());
-    w.string("eventTime", &event_time);
+    w.string("eventTime", event_time.as_str());
     w.string("UID", id);
     if let Some(ip) = f.source_ip() {
         w.string("sourceIPAddress", ip);
@@ -658,6 +687,32 @@ mod tests {
         let stream = json!({"metadata": {"eventType": "AuthActivityAuditEvent"},
             "event": {"ServiceName": "Crowdstrike Streaming API", "OperationName": "streamStarted"}});
         assert_eq!(skip(stream.to_string().as_bytes()), Some(Skip::NotSelected));
+    }
+
+    #[test]
+    fn the_prefilter_reads_every_event_type_key() {
+        let mapper = Mapper::new(MappingParams::default());
+        let passes = |text: &str| mapper.may_be_selected(text.as_bytes());
+        assert!(passes(r#"{"metadata":{"eventType":"UserActivityAuditEvent"}}"#));
+        assert!(passes(
+            r#"{"metadata":{"eventType" :
+            "AuthActivityAuditEvent"}}"#
+        ));
+        assert!(
+            passes(r#"{"event":{"Attributes":{"eventType":"x"}},"metadata":{"eventType":"AuthActivityAuditEvent"}}"#),
+            "a nested key before the real one does not hide it"
+        );
+        assert!(
+            passes(r#"{"metadata":{"eventType":"Auth\"x"}}"#),
+            "escaped value: parse to know"
+        );
+        assert!(passes(r#"{"metadata":{"event\u0054ype":"AuthActivityAuditEvent"}}"#));
+        assert!(!passes(r#"{"metadata":{"eventType":"DetectionSummaryEvent"}}"#));
+        assert!(!passes(r#"{"metadata":{"eventType":"AuthActivityAuditEventX"}}"#));
+        assert!(!passes(
+            r#"{"note":"mentions AuthActivityAuditEvent","metadata":{"eventType":1}}"#
+        ));
+        assert!(!passes(r#"{"metadata":{"eventType""#), "truncated text");
     }
 
     #[test]

@@ -26,15 +26,42 @@ pub fn epoch_seconds_from_any_unit(value: i64) -> Option<i64> {
 
 /// Formats epoch seconds as CloudTrail's `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_event_time(epoch_seconds: i64) -> String {
-    let days = epoch_seconds.div_euclid(86_400);
-    let secs_of_day = epoch_seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs_of_day / 3600,
-        (secs_of_day / 60) % 60,
-        secs_of_day % 60
-    )
+    EventTime::new(epoch_seconds).as_str().to_string()
+}
+
+/// CloudTrail's `eventTime` text, formatted without allocating (the mapper
+/// writes one per event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTime([u8; 20]);
+
+impl EventTime {
+    /// `epoch_seconds` as `YYYY-MM-DDTHH:MM:SSZ`, clamped to the years 1970–9999
+    /// that the format can spell.
+    pub fn new(epoch_seconds: i64) -> Self {
+        let seconds = epoch_seconds.clamp(0, MAX_EPOCH_SECONDS);
+        let (year, month, day) = civil_from_days(seconds / 86_400);
+        let of_day = seconds % 86_400;
+        let mut text = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, width: usize, mut value: i64| {
+            for i in (at..at + width).rev() {
+                text[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, of_day / 3600);
+        put(14, 2, (of_day / 60) % 60);
+        put(17, 2, of_day % 60);
+        Self(text)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00Z")
+    }
 }
 
 /// Parses CloudTrail's `eventTime` (`YYYY-MM-DDTHH:MM:SS`, optional `Z`) into
@@ -127,6 +154,11 @@ mod tests {
         assert_eq!(format_event_time(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(format_event_time(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(format_event_time(MAX_EPOCH_SECONDS), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            format_event_time(-5),
+            "1970-01-01T00:00:00Z",
+            "clamped to what the format spells"
+        );
         for secs in [0, 951_782_400, 1_700_000_000, 4_102_444_799, MAX_EPOCH_SECONDS] {
             assert_eq!(parse_event_time(&format_event_time(secs)), Some(secs));
         }
