@@ -8,21 +8,20 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use fluvio_smartengine::SmartEngine;
 use tokio_util::sync::CancellationToken;
 
-use crate::cloudtrail::{CloudTrailConfig, CloudTrailMetrics, Publisher};
-use crate::config::connector::{ConnectorFile, MetaConfig};
+use crate::cloudtrail::{CloudTrailMetrics, Publisher};
+use crate::config::connector::ConnectorFile;
+use crate::config::connectors::{SinkConnectorConfig, SourceConnectorConfig};
 use crate::config::secrets::SecretStore;
-use crate::config::sections::{MetricsConfig, SinkConfig};
-use crate::falcon::{FalconClient, FalconConfig, FalconMetrics};
+use crate::falcon::{FalconClient, FalconMetrics};
 use crate::logging::{self, LogFormat};
-use crate::pipeline::metrics::{serve, MetricsSources, PipelineMetrics};
+use crate::pipeline::metrics::{serve_configured, MetricsSources, PipelineMetrics};
 use crate::pipeline::recovery::TopicCursors;
 use crate::pipeline::sink::{run_sink, SinkParts};
 use crate::pipeline::{shutdown, source::run_source};
-use crate::topic::fluvio::{FluvioBackend, ProducerSettings, TopicDefinition, DEFAULT_MAX_BYTES};
-use crate::transform::{load_modules, TransformChain};
+use crate::topic::fluvio::{FluvioBackend, ProducerSettings, TopicDefinition};
+use crate::transform::load_chain;
 
 /// Which connector a binary is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,61 +100,33 @@ pub fn main(kind: Kind) -> ExitCode {
     }
 }
 
-/// Checks `meta.type` against the binary, as `cdk deploy` does.
-fn check_direction(meta: &MetaConfig, kind: Kind) -> Result<()> {
-    let is_source = meta.connector_type.ends_with("-source");
-    match (kind, is_source) {
-        (Kind::Source, false) => bail!(
-            "meta.type {:?} is not a source type (it must end in -source)",
-            meta.connector_type
-        ),
-        (Kind::Sink, true) => bail!(
-            "meta.type {:?} is a source type; this binary is a sink",
-            meta.connector_type
-        ),
-        _ => Ok(()),
-    }
-}
-
-fn dead_letter_topic(configured: Option<&String>, topic: &str) -> String {
-    configured.cloned().unwrap_or_else(|| format!("{topic}-dlq"))
-}
-
-async fn metrics_server(config: &MetricsConfig, sources: &MetricsSources) -> Result<Option<crate::emulate::Server>> {
-    match config.address {
-        Some(address) => Ok(Some(serve(address, sources.clone()).await?)),
-        None => Ok(None),
-    }
+/// Connects to the cluster and makes sure the raw and dead-letter topics exist.
+async fn connect(file: &ConnectorFile, dead_letter: &str) -> Result<FluvioBackend> {
+    let backend = FluvioBackend::connect(&format!("fluvio_connector_{}", file.meta.name)).await?;
+    backend.ensure_topic(&file.meta.topic).await?;
+    backend
+        .ensure_topic(&TopicDefinition::Name(dead_letter.to_string()))
+        .await?;
+    Ok(backend)
 }
 
 /// The source connector: Falcon events into `meta.topic`.
 pub async fn run_source_connector(args: ConnectorArgs) -> Result<()> {
-    let file = ConnectorFile::load(
-        &args.config,
-        &SecretStore::from_arg(args.secrets.as_deref()),
-        &["falcon", "metrics"],
-    )?;
-    check_direction(&file.meta, Kind::Source)?;
-    let falcon = FalconConfig::from_yaml(file.section("falcon").context("the `falcon` section is missing")?)?;
-    let metrics_config: MetricsConfig = file.optional("metrics")?;
-    let topic = file.meta.topic.name().to_string();
-    let dead_letter = dead_letter_topic(falcon.dead_letter_topic.as_ref(), &topic);
-    let backend = FluvioBackend::connect(&format!("fluvio_connector_{}", file.meta.name)).await?;
-    backend.ensure_topic(&file.meta.topic).await?;
-    backend
-        .ensure_topic(&TopicDefinition::Name(dead_letter.clone()))
-        .await?;
-    let producer = file.meta.producer.clone().unwrap_or_default();
+    let config = SourceConnectorConfig::load(&args.config, &SecretStore::from_arg(args.secrets.as_deref()))?;
+    let topic = config.topic().to_string();
+    let dead_letter = config.dead_letter_topic();
+    let backend = connect(&config.file, &dead_letter).await?;
+    let producer = config.file.meta.producer.clone().unwrap_or_default();
     let raw = backend.writer(&topic, &producer).await?;
     let dead_letters = backend.writer(&dead_letter, &ProducerSettings::default()).await?;
     let falcon_metrics = Arc::new(FalconMetrics::default());
-    let client = FalconClient::new(falcon, falcon_metrics.clone())?;
+    let client = FalconClient::new(config.falcon, falcon_metrics.clone())?;
     let sources = MetricsSources {
         pipeline: Arc::new(PipelineMetrics::default()),
         falcon: Some(falcon_metrics),
         cloudtrail: None,
     };
-    let _server = metrics_server(&metrics_config, &sources).await?;
+    let _server = serve_configured(&config.metrics, &sources).await?;
     let cursors = TopicCursors::new(backend.topic(&topic));
     let cancel = CancellationToken::new();
     shutdown::install(cancel.clone());
@@ -166,46 +137,28 @@ pub async fn run_source_connector(args: ConnectorArgs) -> Result<()> {
 
 /// The sink connector: `meta.topic` through the transforms into CloudTrail Lake.
 pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
-    let file = ConnectorFile::load(
-        &args.config,
-        &SecretStore::from_arg(args.secrets.as_deref()),
-        &["cloudtrail", "sink", "metrics"],
-    )?;
-    check_direction(&file.meta, Kind::Sink)?;
-    let cloudtrail = CloudTrailConfig::from_yaml(
-        file.section("cloudtrail")
-            .context("the `cloudtrail` section is missing")?,
-    )?;
-    let sink: SinkConfig = file.optional("sink")?;
-    sink.validate()?;
-    let metrics_config: MetricsConfig = file.optional("metrics")?;
-    let start = file.meta.consumer_start()?;
-    let partitions = file.meta.consumer_partitions()?;
-    let max_bytes = file.meta.consumer_max_bytes().unwrap_or(DEFAULT_MAX_BYTES);
-    anyhow::ensure!(
-        !file.transforms.is_empty(),
-        "transforms is empty: the sink needs the SmartModule that maps events"
-    );
-    let topic = file.meta.topic.name().to_string();
-    let consumer = file.meta.consumer_id();
-    let dead_letter = dead_letter_topic(cloudtrail.dead_letter_topic.as_ref(), &topic);
-    let backend = FluvioBackend::connect(&format!("fluvio_connector_{}", file.meta.name)).await?;
-    backend.ensure_topic(&file.meta.topic).await?;
-    backend
-        .ensure_topic(&TopicDefinition::Name(dead_letter.clone()))
-        .await?;
-    let modules = load_modules(&file.transforms, &file.base_dir(), Some(&backend)).await?;
-    let chain = TransformChain::new(&SmartEngine::new(), modules)?;
+    let config = SinkConnectorConfig::load(&args.config, &SecretStore::from_arg(args.secrets.as_deref()))?;
+    let topic = config.topic().to_string();
+    let consumer = config.file.meta.consumer_id();
+    let dead_letter = config.dead_letter_topic();
+    let backend = connect(&config.file, &dead_letter).await?;
+    let chain = load_chain(&config.file.transforms, &config.file.base_dir(), Some(&backend)).await?;
     let cloudtrail_metrics = Arc::new(CloudTrailMetrics::default());
-    let publisher = Publisher::new(&cloudtrail, None, cloudtrail_metrics.clone()).await?;
+    let publisher = Publisher::new(&config.cloudtrail, None, cloudtrail_metrics.clone()).await?;
     let sources = MetricsSources {
         pipeline: Arc::new(PipelineMetrics::default()),
         falcon: None,
         cloudtrail: Some(cloudtrail_metrics),
     };
-    let _server = metrics_server(&metrics_config, &sources).await?;
+    let _server = serve_configured(&config.metrics, &sources).await?;
     let reader = backend
-        .reader(&topic, &consumer, start, partitions.as_deref(), max_bytes)
+        .reader(
+            &topic,
+            &consumer,
+            config.start,
+            config.partitions.as_deref(),
+            config.max_bytes,
+        )
         .await?;
     let committer = backend.committer(&topic, &consumer);
     let inspect = backend.topic(&topic);
@@ -220,7 +173,7 @@ pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
         inspect: Some(&inspect),
         topic,
     };
-    run_sink(parts, chain, publisher, &sink, &sources.pipeline, false, cancel).await?;
+    run_sink(parts, chain, publisher, &config.sink, &sources.pipeline, false, cancel).await?;
     Ok(())
 }
 

@@ -308,15 +308,8 @@ async fn replay_backfills_a_range_and_leaves_the_sink_offset() {
 }
 
 fn replay(h: &Harness, range: &[&str]) -> std::process::ExitStatus {
-    std::process::Command::new(env!("CARGO_BIN_EXE_falcon-lake"))
-        .args(["replay", "--config"])
-        .arg(&h.config)
-        .arg("--secrets")
-        .arg(&h.secrets)
+    h.command("replay")
         .args(range)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdin(std::process::Stdio::null())
         .status()
         .expect("replay runs")
@@ -382,17 +375,7 @@ async fn sigterm_stops_cleanly_within_ten_seconds() {
     let mut slow = cloudtrail_emulator_config();
     slow.latency_ms = 200;
     let h = Harness::start(falcon(3_000, 1), slow, "").await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_falcon-lake"))
-        .args(["run", "--config"])
-        .arg(&h.config)
-        .arg("--secrets")
-        .arg(&h.secrets)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("spawn");
+    let mut child = h.command("run").spawn().expect("spawn");
     wait_until_async(&h, |stored| stored >= 100).await;
     let began = std::time::Instant::now();
     let killed = std::process::Command::new("kill")

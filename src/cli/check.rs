@@ -5,21 +5,21 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use fluvio_smartengine::SmartEngine;
 
 use crate::cloudtrail::error::RequestFailure;
 use crate::cloudtrail::service::CloudTrailService;
 use crate::cloudtrail::CloudTrailConfig;
 use crate::config::connector::ConnectorFile;
+use crate::config::connectors::{ConfigKind, SinkConnectorConfig, SourceConnectorConfig};
 use crate::config::embedded::EmbeddedConfig;
 use crate::config::secrets::SecretStore;
 use crate::falcon::{FalconClient, FalconConfig, FalconMetrics};
 use crate::topic::fluvio::FluvioBackend;
 use crate::topic::sqlite::SqliteLog;
 use crate::topic::TopicInspect;
-use crate::transform::{load_modules, ModuleRegistry, TransformChain};
+use crate::transform::{load_chain, ModuleRegistry};
 
 /// `check` arguments.
 #[derive(Debug, Args)]
@@ -56,15 +56,11 @@ impl Report {
 /// Runs the checks; fails when any does.
 pub async fn run(args: CheckArgs) -> Result<()> {
     let store = SecretStore::from_arg(args.secrets.as_deref());
-    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
-    let raw: serde_yaml::Value = serde_yaml::from_str(&text).context("the config is not valid YAML")?;
     let mut report = Report { failures: 0 };
-    if raw.get("storage").is_some() || (raw.get("falcon").is_some() && raw.get("cloudtrail").is_some()) {
-        check_embedded(&args, &store, &mut report).await?;
-    } else if raw.get("falcon").is_some() {
-        check_source(&args, &store, &mut report).await?;
-    } else {
-        check_sink(&args, &store, &mut report).await?;
+    match ConfigKind::of(&args.config)? {
+        ConfigKind::Embedded => check_embedded(&args, &store, &mut report).await?,
+        ConfigKind::Source => check_source(&args, &store, &mut report).await?,
+        ConfigKind::Sink => check_sink(&args, &store, &mut report).await?,
     }
     if report.failures > 0 {
         bail!("{} check(s) failed", report.failures);
@@ -90,18 +86,17 @@ async fn check_embedded(args: &CheckArgs, store: &SecretStore, report: &mut Repo
 }
 
 async fn check_source(args: &CheckArgs, store: &SecretStore, report: &mut Report) -> Result<()> {
-    let file = ConnectorFile::load(&args.config, store, &["falcon", "metrics"])?;
-    let falcon = FalconConfig::from_yaml(file.section("falcon").context("the `falcon` section is missing")?)?;
+    let config = SourceConnectorConfig::load(&args.config, store)?;
     println!(
         "ok      config: {} (source connector {}, topic {})",
         args.config.display(),
-        file.meta.name,
-        file.meta.topic.name()
+        config.file.meta.name,
+        config.topic()
     );
-    report.record("falcon", check_falcon(&falcon, args.discover).await);
+    report.record("falcon", check_falcon(&config.falcon, args.discover).await);
     report.record(
         "topic",
-        check_fluvio_topic(&file)
+        check_fluvio_topic(&config.file)
             .await
             .map(|_| "the cluster answered".to_string()),
     );
@@ -109,26 +104,22 @@ async fn check_source(args: &CheckArgs, store: &SecretStore, report: &mut Report
 }
 
 async fn check_sink(args: &CheckArgs, store: &SecretStore, report: &mut Report) -> Result<()> {
-    let file = ConnectorFile::load(&args.config, store, &["cloudtrail", "sink", "metrics"])?;
-    let cloudtrail = CloudTrailConfig::from_yaml(
-        file.section("cloudtrail")
-            .context("the `cloudtrail` section is missing")?,
-    )?;
-    file.meta.consumer_start()?;
+    let config = SinkConnectorConfig::load(&args.config, store)?;
+    let file = &config.file;
     println!(
         "ok      config: {} (sink connector {}, topic {})",
         args.config.display(),
         file.meta.name,
-        file.meta.topic.name()
+        config.topic()
     );
-    let backend = check_fluvio_topic(&file).await;
+    let backend = check_fluvio_topic(file).await;
     let registry = backend.as_ref().ok().map(|b| b as &dyn ModuleRegistry);
     report.record(
         "transforms",
         check_transforms(&file.transforms, &file.base_dir(), registry).await,
     );
     report.record("topic", backend.map(|_| "the cluster answered".to_string()));
-    report.record("cloudtrail", check_cloudtrail(&cloudtrail).await);
+    report.record("cloudtrail", check_cloudtrail(&config.cloudtrail).await);
     Ok(())
 }
 
@@ -180,10 +171,8 @@ async fn check_transforms(
     base_dir: &std::path::Path,
     registry: Option<&dyn ModuleRegistry>,
 ) -> Result<String> {
-    let modules = load_modules(steps, base_dir, registry).await?;
-    let names: Vec<String> = modules.iter().map(|m| m.name.clone()).collect();
-    TransformChain::new(&SmartEngine::new(), modules)?;
-    Ok(format!("{} loaded and initialised", names.join(", ")))
+    let chain = load_chain(steps, base_dir, registry).await?;
+    Ok(format!("{} loaded and initialised", chain.names().join(", ")))
 }
 
 /// An empty `PutAuditEvents`: refused as invalid once the request is signed and

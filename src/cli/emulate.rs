@@ -29,7 +29,7 @@ pub async fn run(which: Which) -> Result<()> {
             let emulator = CloudTrailEmulator::start(*config).await?;
             println!("cloudtrail emulator listening on {}", emulator.url());
             for channel in &emulator.state.channels {
-                println!("channel: {} (owner {})", channel.arn, channel.arn.account);
+                println!("channel: {} (owner {})", channel.arn.arn, channel.arn.account);
             }
             println!("inspection API: {}_emulator/stats", emulator.url());
             wait_for_ctrl_c().await;

@@ -6,14 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use fluvio_smartengine::SmartEngine;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::cloudtrail::{CloudTrailConfig, CloudTrailMetrics, Publisher};
-use crate::config::connector::ConnectorFile;
+use crate::config::connectors::{ConfigKind, SinkConnectorConfig};
 use crate::config::embedded::EmbeddedConfig;
 use crate::config::secrets::SecretStore;
 use crate::config::sections::SinkConfig;
@@ -23,7 +22,7 @@ use crate::pipeline::sink::{run_sink, SinkEnd, SinkParts};
 use crate::topic::fluvio::{FluvioBackend, FluvioReader};
 use crate::topic::sqlite::{SqliteCommitter, SqliteLog};
 use crate::topic::{TopicInspect, TopicReader, TopicRecord, TopicWriter};
-use crate::transform::{load_modules, ModuleRegistry, TransformChain};
+use crate::transform::{load_chain, TransformChain};
 
 /// `replay` arguments.
 #[derive(Debug, Args)]
@@ -96,12 +95,13 @@ impl ReplayArgs {
 pub async fn run(args: ReplayArgs) -> Result<()> {
     let store = SecretStore::from_arg(args.secrets.as_deref());
     let range = args.range()?;
-    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
-    let raw: serde_yaml::Value = serde_yaml::from_str(&text).context("the config is not valid YAML")?;
-    if raw.get("storage").is_some() || raw.get("falcon").is_some() {
-        replay_embedded(&args, range, &store).await
-    } else {
-        replay_fluvio(&args, range, &store).await
+    match ConfigKind::of(&args.config)? {
+        ConfigKind::Embedded => replay_embedded(&args, range, &store).await,
+        ConfigKind::Sink => replay_fluvio(&args, range, &store).await,
+        ConfigKind::Source => bail!(
+            "{} is a source connector config; replay needs the embedded config or a sink connector config",
+            args.config.display()
+        ),
     }
 }
 
@@ -126,7 +126,7 @@ async fn replay_embedded(args: &ReplayArgs, range: Range, store: &SecretStore) -
     };
     let end = to.unwrap_or(raw.bounds().await?.first().map_or(0, |b| b.next));
     let reader = raw.range_reader(from, Some(end));
-    let chain = chain_for(&config.transforms, &config.base_dir, None).await?;
+    let chain = load_chain(&config.transforms, &config.base_dir, None).await?;
     replay_with(
         reader,
         &dead_letters,
@@ -141,14 +141,9 @@ async fn replay_embedded(args: &ReplayArgs, range: Range, store: &SecretStore) -
 }
 
 async fn replay_fluvio(args: &ReplayArgs, range: Range, store: &SecretStore) -> Result<()> {
-    let file = ConnectorFile::load(&args.config, store, &["cloudtrail", "sink", "metrics"])?;
-    let cloudtrail = CloudTrailConfig::from_yaml(
-        file.section("cloudtrail")
-            .context("the `cloudtrail` section is missing")?,
-    )?;
-    let sink: SinkConfig = file.optional("sink")?;
-    let topic = file.meta.topic.name().to_string();
-    let backend = FluvioBackend::connect(&format!("fluvio_connector_{}-replay", file.meta.name)).await?;
+    let config = SinkConnectorConfig::load(&args.config, store)?;
+    let topic = config.topic().to_string();
+    let backend = FluvioBackend::connect(&format!("fluvio_connector_{}-replay", config.file.meta.name)).await?;
     let inspect = backend.topic(&topic);
     let bounds = inspect
         .bounds()
@@ -166,22 +161,19 @@ async fn replay_fluvio(args: &ReplayArgs, range: Range, store: &SecretStore) -> 
         inner: backend.range_reader(&topic, args.partition, from, Some(to)).await?,
         window,
     };
-    let dead_letter = cloudtrail
-        .dead_letter_topic
-        .clone()
-        .unwrap_or_else(|| format!("{topic}-dlq"));
-    let dead_letters = backend.writer(&dead_letter, &Default::default()).await?;
-    let chain = chain_for(&file.transforms, &file.base_dir(), Some(&backend)).await?;
-    replay_with(reader, &dead_letters, &inspect, &cloudtrail, chain, &sink, from, to).await
-}
-
-async fn chain_for(
-    transforms: &[fluvio_smartengine::transformation::TransformationStep],
-    base_dir: &std::path::Path,
-    registry: Option<&dyn ModuleRegistry>,
-) -> Result<TransformChain> {
-    let modules = load_modules(transforms, base_dir, registry).await?;
-    TransformChain::new(&SmartEngine::new(), modules)
+    let dead_letters = backend.writer(&config.dead_letter_topic(), &Default::default()).await?;
+    let chain = load_chain(&config.file.transforms, &config.file.base_dir(), Some(&backend)).await?;
+    replay_with(
+        reader,
+        &dead_letters,
+        &inspect,
+        &config.cloudtrail,
+        chain,
+        &config.sink,
+        from,
+        to,
+    )
+    .await
 }
 
 /// Runs the sink over a bounded reader with a progress bar.

@@ -9,6 +9,7 @@ use fluvio_smartengine::transformation::TransformationStep;
 
 use crate::cloudtrail::CloudTrailConfig;
 use crate::config::connector::{ConnectorFile, MetaConfig};
+use crate::config::connectors::{dead_letter_topic, sink_sections};
 use crate::config::secrets::SecretStore;
 use crate::config::sections::{MetricsConfig, SinkConfig, StorageConfig};
 use crate::falcon::FalconConfig;
@@ -50,18 +51,8 @@ impl EmbeddedConfig {
             file.section("falcon")
                 .ok_or_else(|| anyhow::anyhow!("the `falcon` section is missing"))?,
         )?;
-        let cloudtrail = CloudTrailConfig::from_yaml(
-            file.section("cloudtrail")
-                .ok_or_else(|| anyhow::anyhow!("the `cloudtrail` section is missing"))?,
-        )?;
+        let (cloudtrail, sink) = sink_sections(&file)?;
         let storage: StorageConfig = file.optional("storage")?;
-        let sink: SinkConfig = file.optional("sink")?;
-        sink.validate()?;
-        file.meta.consumer_start()?;
-        anyhow::ensure!(
-            !file.transforms.is_empty(),
-            "transforms is empty: the sink needs the SmartModule that maps events"
-        );
         Ok(Self {
             base_dir: file.base_dir(),
             metrics: file.optional("metrics")?,
@@ -81,11 +72,8 @@ impl EmbeddedConfig {
 
     /// The dead-letter topic of rejected lines and undeliverable events.
     pub fn dead_letter_topic(&self) -> String {
-        self.falcon
-            .dead_letter_topic
-            .clone()
-            .or_else(|| self.cloudtrail.dead_letter_topic.clone())
-            .unwrap_or_else(|| format!("{}-dlq", self.topic()))
+        let configured = self.falcon.dead_letter_topic.as_ref();
+        dead_letter_topic(configured.or(self.cloudtrail.dead_letter_topic.as_ref()), self.topic())
     }
 
     /// The SQLite file, resolved against the config's directory.

@@ -1,6 +1,7 @@
 //! Configuration files: the Fluvio connector YAML, secrets, and units.
 
 pub mod connector;
+pub mod connectors;
 pub mod embedded;
 pub mod secrets;
 pub mod sections;

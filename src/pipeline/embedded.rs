@@ -6,18 +6,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_sdk_cloudtraildata::config::Credentials;
-use fluvio_smartengine::SmartEngine;
 use tokio_util::sync::CancellationToken;
 
 use crate::cloudtrail::{CloudTrailMetrics, Publisher};
 use crate::config::embedded::EmbeddedConfig;
 use crate::falcon::{FalconClient, FalconMetrics};
-use crate::pipeline::metrics::{serve, MetricsSources, PipelineMetrics};
+use crate::pipeline::metrics::{serve_configured, MetricsSources, PipelineMetrics};
 use crate::pipeline::recovery::TopicCursors;
 use crate::pipeline::sink::{run_sink, SinkEnd, SinkParts};
 use crate::pipeline::source::run_source;
 use crate::topic::sqlite::{SqliteLog, SqliteTopic};
-use crate::transform::{load_modules, TransformChain};
+use crate::transform::{load_chain, TransformChain};
 
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
@@ -51,8 +50,7 @@ impl EmbeddedPipeline {
         let dead_letters = log.topic(&config.dead_letter_topic())?;
         let falcon_metrics = Arc::new(FalconMetrics::default());
         let client = FalconClient::new(config.falcon.clone(), falcon_metrics.clone())?;
-        let modules = load_modules(&config.transforms, &config.base_dir, None).await?;
-        let chain = TransformChain::new(&SmartEngine::new(), modules)?;
+        let chain = load_chain(&config.transforms, &config.base_dir, None).await?;
         let cloudtrail_metrics = Arc::new(CloudTrailMetrics::default());
         let publisher = Publisher::new(&config.cloudtrail, credentials, cloudtrail_metrics.clone()).await?;
         let metrics = MetricsSources {
@@ -78,10 +76,7 @@ impl EmbeddedPipeline {
 
     /// Runs until `cancel` fires or a stage fails for good.
     pub async fn run(self, cancel: CancellationToken) -> Result<()> {
-        let _server = match self.config.metrics.address {
-            Some(address) => Some(serve(address, self.metrics.clone()).await?),
-            None => None,
-        };
+        let _server = serve_configured(&self.config.metrics, &self.metrics).await?;
         let consumer = self.config.meta.consumer_id();
         let reader = self
             .raw

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::cloudtrail::CloudTrailMetrics;
-use crate::emulate::Server;
+use crate::config::sections::MetricsConfig;
 use crate::falcon::FalconMetrics;
 use crate::metrics::{render_value, Counter, Gauge};
 
@@ -36,8 +36,6 @@ pub struct PipelineMetrics {
     pub uncommitted: Gauge,
     /// Records in the topic after the sink's committed offset.
     pub consumer_lag: Gauge,
-    /// Last committed offset (sum over partitions).
-    pub committed_offset: Gauge,
     health: Mutex<Health>,
 }
 
@@ -205,15 +203,45 @@ fn render_cloudtrail(out: &mut String, c: &CloudTrailMetrics) {
     );
 }
 
+/// The `/metrics` and `/health` server; stops when dropped.
+#[derive(Debug)]
+pub struct MetricsServer {
+    /// The bound address (the configured one, with the port chosen if it was 0).
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves the endpoints where `config` says, if anywhere, until dropped.
+pub async fn serve_configured(config: &MetricsConfig, sources: &MetricsSources) -> Result<Option<MetricsServer>> {
+    match config.address {
+        Some(address) => Ok(Some(serve(address, sources.clone()).await?)),
+        None => Ok(None),
+    }
+}
+
 /// Serves `/metrics` and `/health` on `address` until dropped.
-pub async fn serve(address: SocketAddr, sources: MetricsSources) -> Result<Server> {
+pub async fn serve(address: SocketAddr, sources: MetricsSources) -> Result<MetricsServer> {
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .with_state(Arc::new(sources));
-    let server = Server::start(address, router).await?;
-    tracing::info!(url = %server.url, "serving /metrics and /health");
-    Ok(server)
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding metrics.address {address}"))?;
+    let addr = listener.local_addr().context("reading the metrics address")?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the metrics server failed");
+        }
+    });
+    tracing::info!(url = %format!("http://{addr}/"), "serving /metrics and /health");
+    Ok(MetricsServer { addr, task })
 }
 
 async fn metrics(State(sources): State<Arc<MetricsSources>>) -> impl IntoResponse {

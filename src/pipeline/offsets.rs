@@ -5,6 +5,16 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+/// The highest offset of each partition among `offsets`, by partition.
+pub fn max_per_partition(offsets: impl IntoIterator<Item = (u32, u64)>) -> Vec<(u32, u64)> {
+    let mut max: BTreeMap<u32, u64> = BTreeMap::new();
+    for (partition, offset) in offsets {
+        let entry = max.entry(partition).or_insert(offset);
+        *entry = (*entry).max(offset);
+    }
+    max.into_iter().collect()
+}
+
 /// One transform batch: the raw records it covers and how many events are unsettled.
 #[derive(Debug)]
 struct Unit {
@@ -47,16 +57,14 @@ impl OffsetTracker {
 
     /// Removes the settled prefix and returns the offsets to commit, per partition.
     pub fn take_committable(&mut self) -> Option<Vec<(u32, u64)>> {
-        let mut offsets: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut settled = Vec::new();
         while self.units.front().is_some_and(|u| u.pending == 0) {
             let Some(unit) = self.units.pop_front() else { break };
             self.uncommitted -= unit.records;
-            for (partition, offset) in unit.last_offsets {
-                let entry = offsets.entry(partition).or_insert(offset);
-                *entry = (*entry).max(offset);
-            }
+            settled.extend(unit.last_offsets);
         }
-        (!offsets.is_empty()).then(|| offsets.into_iter().collect())
+        let offsets = max_per_partition(settled);
+        (!offsets.is_empty()).then_some(offsets)
     }
 
     /// Raw records read and not yet committed.

@@ -22,7 +22,7 @@ use crate::cloudtrail::{FatalError, Outcome, PublishItem, Publisher, Settlement}
 use crate::config::sections::SinkConfig;
 use crate::pipeline::deadletter::{DeadLetter, Origin, Stage};
 use crate::pipeline::metrics::PipelineMetrics;
-use crate::pipeline::offsets::OffsetTracker;
+use crate::pipeline::offsets::{max_per_partition, OffsetTracker};
 use crate::pipeline::source::append_until_done;
 use crate::topic::{OffsetCommitter, TopicInspect, TopicReader, TopicRecord, TopicWriter};
 use crate::transform::{ChainOutput, InputRecord, TransformChain};
@@ -117,6 +117,7 @@ where
         outbox: VecDeque::new(),
         publish: Some(publish_tx),
         uncommitted_offsets: None,
+        committed: Default::default(),
         permits,
         metrics: metrics.clone(),
         topic,
@@ -250,6 +251,8 @@ struct SinkLoop {
     /// Closed on shutdown, so the publisher finishes what it has and ends.
     publish: Option<mpsc::Sender<PublishItem<SinkToken>>>,
     uncommitted_offsets: Option<Vec<(u32, u64)>>,
+    /// Last offset committed per partition (this run), for the lag gauge.
+    committed: std::collections::BTreeMap<u32, u64>,
     permits: Arc<Semaphore>,
     metrics: Arc<PipelineMetrics>,
     topic: String,
@@ -437,8 +440,8 @@ impl SinkLoop {
     async fn commit<C: OffsetCommitter>(&mut self, committer: Option<&C>) {
         let before = self.tracker.uncommitted();
         if let Some(offsets) = self.tracker.take_committable() {
-            let merged = merge_offsets(self.uncommitted_offsets.take(), offsets);
-            self.uncommitted_offsets = Some(merged);
+            let pending = self.uncommitted_offsets.take().unwrap_or_default();
+            self.uncommitted_offsets = Some(max_per_partition(pending.into_iter().chain(offsets)));
         }
         let released = before - self.tracker.uncommitted();
         if released > 0 {
@@ -451,8 +454,7 @@ impl SinkLoop {
         };
         match committer.commit(offsets).await {
             Ok(()) => {
-                let total: u64 = offsets.iter().map(|(_, o)| *o).sum();
-                self.metrics.committed_offset.set(total as i64);
+                self.committed.extend(offsets.iter().copied());
                 self.uncommitted_offsets = None;
             }
             Err(e) => tracing::error!(error = format!("{e:#}"), "committing offsets failed; will retry"),
@@ -462,30 +464,21 @@ impl SinkLoop {
     async fn update_lag<I: TopicInspect>(&self, inspect: Option<&I>) {
         let Some(inspect) = inspect else { return };
         if let Ok(bounds) = inspect.bounds().await {
-            let end: u64 = bounds.iter().map(|b| b.next).sum();
-            let committed = self.metrics.committed_offset.get().max(0) as u64 + bounds.len() as u64;
-            self.metrics.consumer_lag.set(end.saturating_sub(committed) as i64);
+            let lag: u64 = bounds
+                .iter()
+                .map(|b| {
+                    let next_unsettled = self.committed.get(&b.partition).map_or(b.first, |c| c + 1);
+                    b.next.saturating_sub(next_unsettled.max(b.first))
+                })
+                .sum();
+            self.metrics.consumer_lag.set(lag as i64);
         }
     }
 }
 
 /// The last offset of each partition in `records`.
 fn last_offsets(records: &[TopicRecord]) -> Vec<(u32, u64)> {
-    let mut last: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
-    for r in records {
-        let entry = last.entry(r.partition).or_insert(r.offset);
-        *entry = (*entry).max(r.offset);
-    }
-    last.into_iter().collect()
-}
-
-fn merge_offsets(pending: Option<Vec<(u32, u64)>>, newer: Vec<(u32, u64)>) -> Vec<(u32, u64)> {
-    let mut merged: std::collections::BTreeMap<u32, u64> = pending.unwrap_or_default().into_iter().collect();
-    for (partition, offset) in newer {
-        let entry = merged.entry(partition).or_insert(offset);
-        *entry = (*entry).max(offset);
-    }
-    merged.into_iter().collect()
+    max_per_partition(records.iter().map(|r| (r.partition, r.offset)))
 }
 
 /// An emitted record as an audit event: key = id, value = eventData (UTF-8).

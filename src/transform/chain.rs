@@ -71,8 +71,9 @@ pub struct TransformChain {
 
 impl std::fmt::Debug for TransformChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.modules.iter().map(|m| m.name.as_str()).collect();
-        f.debug_struct("TransformChain").field("modules", &names).finish()
+        f.debug_struct("TransformChain")
+            .field("modules", &self.names())
+            .finish()
     }
 }
 
@@ -92,6 +93,11 @@ impl TransformChain {
             memory_limit,
             instance,
         })
+    }
+
+    /// The modules' names (`uses`), in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.modules.iter().map(|m| m.name.as_str()).collect()
     }
 
     /// Number of modules.

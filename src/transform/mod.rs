@@ -10,6 +10,7 @@ use std::pin::Pin;
 
 use anyhow::{bail, Context, Result};
 use fluvio_smartengine::transformation::TransformationStep;
+use fluvio_smartengine::SmartEngine;
 
 pub use chain::{ChainOutput, InputRecord, ModuleSpec, OutputRecord, RecordFailure, TransformChain};
 
@@ -17,6 +18,16 @@ pub use chain::{ChainOutput, InputRecord, ModuleSpec, OutputRecord, RecordFailur
 pub trait ModuleRegistry: Send + Sync {
     /// The wasm of the module registered as `name` (`group/name@version` or a plain name).
     fn fetch<'a>(&'a self, name: &'a str) -> Pin<Box<dyn Future<Output = Result<Vec<u8>>> + Send + 'a>>;
+}
+
+/// Loads the transforms of a config and builds the chain: modules compiled and
+/// their `init` run, so a bad parameter fails here.
+pub async fn load_chain(
+    steps: &[TransformationStep],
+    base_dir: &Path,
+    registry: Option<&dyn ModuleRegistry>,
+) -> Result<TransformChain> {
+    TransformChain::new(&SmartEngine::new(), load_modules(steps, base_dir, registry).await?)
 }
 
 /// Loads every transform of a config: a `uses` ending in `.wasm` is a file

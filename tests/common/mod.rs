@@ -439,6 +439,22 @@ impl Harness {
         }
     }
 
+    /// `falcon-lake <subcommand>` on this config as a child process, with the
+    /// test AWS credentials and no instance-metadata lookups.
+    pub fn command(&self, subcommand: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_falcon-lake"));
+        command
+            .args([subcommand, "--config"])
+            .arg(&self.config)
+            .arg("--secrets")
+            .arg(&self.secrets)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn");
+        command
+    }
+
     /// The config as the pipeline loads it.
     pub fn load(&self) -> falcon_lake::config::embedded::EmbeddedConfig {
         let store = falcon_lake::config::secrets::SecretStore::File(self.secrets.clone());

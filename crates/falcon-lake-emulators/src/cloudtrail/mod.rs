@@ -5,6 +5,7 @@
 //! fault injection, and an inspection API.
 
 pub mod api;
+pub mod arn;
 pub mod config;
 pub mod control;
 pub mod sigv4;
@@ -16,7 +17,7 @@ use anyhow::Result;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::emulate::Server;
+use crate::Server;
 pub use config::{CloudTrailEmulatorConfig, CloudTrailFault, EventFailureRates, RequestFailureRates};
 pub use state::CloudTrailState;
 

@@ -12,8 +12,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::emulate::falcon::config::{ControlFault, RegionMode};
-use crate::emulate::falcon::state::{bump, EmulatorState, TokenInfo};
+use crate::falcon::config::{ControlFault, RegionMode};
+use crate::falcon::state::{bump, EmulatorState, TokenInfo};
 
 /// Shared handler state.
 pub type AppState = Arc<EmulatorState>;

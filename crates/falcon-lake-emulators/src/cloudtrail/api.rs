@@ -10,13 +10,13 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::audit::id::is_valid_id;
-use crate::audit::schema::{validate_value, ValidationOptions};
-use crate::cloudtrail::checksum::event_data_checksum;
-use crate::emulate::cloudtrail::config::CloudTrailFault;
-use crate::emulate::cloudtrail::sigv4::{verify, SignedRequest};
-use crate::emulate::cloudtrail::state::{Channel, CloudTrailState, StoredRecord};
-use crate::emulate::lock;
+use falcon_lake_audit::id::is_valid_id;
+use falcon_lake_audit::schema::{validate_value, ValidationOptions};
+
+use crate::cloudtrail::config::CloudTrailFault;
+use crate::cloudtrail::sigv4::{verify, SignedRequest};
+use crate::cloudtrail::state::{Channel, CloudTrailState, StoredRecord};
+use crate::lock;
 
 /// Shared handler state.
 pub type AppState = Arc<CloudTrailState>;
@@ -208,7 +208,7 @@ fn authorize<'a>(
             "Value null at 'channelArn' failed to satisfy constraint: Member must not be null",
         ));
     }
-    if !arn.starts_with("arn:") || arn.parse::<crate::cloudtrail::ChannelArn>().is_err() {
+    if !arn.starts_with("arn:") || arn.parse::<crate::cloudtrail::arn::ChannelArn>().is_err() {
         return Err(aws_error(
             StatusCode::BAD_REQUEST,
             "InvalidChannelARN",
@@ -440,7 +440,7 @@ fn store(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let ingestion = crate::audit::time::format_event_time(now);
+    let ingestion = falcon_lake_audit::time::format_event_time(now);
     let record = json!({
         "eventVersion": "1.0",
         "eventCategory": "ActivityAuditLog",
@@ -459,4 +459,12 @@ fn store(
         caller_account: account.to_string(),
         record,
     });
+}
+
+/// `eventDataChecksum` as the service computes it: base64 of SHA-256 over the
+/// exact `eventData` bytes.
+fn event_data_checksum(event_data: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(event_data.as_bytes()))
 }

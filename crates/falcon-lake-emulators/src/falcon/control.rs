@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::emulate::falcon::api::AppState;
-use crate::emulate::falcon::config::ControlFault;
+use crate::falcon::api::AppState;
+use crate::falcon::config::ControlFault;
 
 fn number<T: std::str::FromStr>(query: &HashMap<String, String>, key: &str, default: T) -> T {
     query.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)

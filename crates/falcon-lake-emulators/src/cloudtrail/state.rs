@@ -9,9 +9,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::cloudtrail::ChannelArn;
-use crate::emulate::cloudtrail::config::{ChannelSpec, CloudTrailEmulatorConfig, CloudTrailFault};
-use crate::emulate::lock;
+use crate::cloudtrail::arn::ChannelArn;
+use crate::cloudtrail::config::{ChannelSpec, CloudTrailEmulatorConfig, CloudTrailFault};
+use crate::lock;
 
 /// A channel and its policy.
 #[derive(Debug, Clone)]

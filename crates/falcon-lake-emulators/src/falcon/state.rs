@@ -12,9 +12,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::emulate::falcon::config::{ControlFault, FalconEmulatorConfig};
-use crate::emulate::falcon::generator::Generator;
-use crate::emulate::lock;
+use crate::falcon::config::{ControlFault, FalconEmulatorConfig};
+use crate::falcon::generator::Generator;
+use crate::lock;
 
 /// One event in a partition's log.
 #[derive(Debug, Clone)]

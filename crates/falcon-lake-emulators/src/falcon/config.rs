@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::units::parse_duration;
-use crate::emulate::falcon::generator::Mix;
+use crate::falcon::generator::Mix;
+use crate::parse_duration;
 
 /// Emulator settings.
 #[derive(Debug, Clone, clap::Args)]

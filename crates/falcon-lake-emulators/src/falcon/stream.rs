@@ -17,9 +17,9 @@ use tokio::time::Instant;
 
 use falcon_lake_audit::json::ObjectWriter;
 
-use crate::emulate::falcon::api::{authorization, region_of, unauthorized, AppState, Params};
-use crate::emulate::falcon::config::ControlFault;
-use crate::emulate::falcon::state::{bump, EmulatorState, Session, StoredEvent};
+use crate::falcon::api::{authorization, region_of, unauthorized, AppState, Params};
+use crate::falcon::config::ControlFault;
+use crate::falcon::state::{bump, EmulatorState, Session, StoredEvent};
 
 /// Bytes gathered before a chunk is written.
 const CHUNK_BYTES: usize = 64 * 1024;

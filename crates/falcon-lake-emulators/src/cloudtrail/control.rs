@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::emulate::cloudtrail::api::AppState;
-use crate::emulate::cloudtrail::config::CloudTrailFault;
-use crate::emulate::lock;
+use crate::cloudtrail::api::AppState;
+use crate::cloudtrail::config::CloudTrailFault;
+use crate::lock;
 
 fn param<T: std::str::FromStr>(query: &HashMap<String, String>, key: &str, default: T) -> T {
     query.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)

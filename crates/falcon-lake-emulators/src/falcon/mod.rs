@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::emulate::Server;
+use crate::Server;
 pub use config::{ControlFault, FalconEmulatorConfig, FaultRates, RegionMode};
 pub use generator::{Generator, Mix};
 pub use state::EmulatorState;
