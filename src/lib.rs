@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod cloudtrail;
+pub mod cloudwatch;
 pub mod config;
 pub mod connector;
 pub mod emulate;
@@ -16,6 +17,7 @@ pub mod memory;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;
+pub mod publish;
 pub mod secret;
 pub mod topic;
 pub mod transform;

@@ -151,7 +151,7 @@ async fn survives_faults_across_the_pipeline() {
         stored.values().all(|n| *n == 1),
         "5xx, throttling and per-event failures never store twice"
     );
-    let c = metrics.cloudtrail.as_ref().expect("publisher metrics");
+    let c = metrics.publisher.as_ref().expect("publisher metrics");
     let f = metrics.falcon.as_ref().expect("client metrics");
     let (throttled, request_retries, event_retries) =
         (c.throttled.get(), c.request_retries.get(), c.event_retries.get());

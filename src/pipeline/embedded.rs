@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aws_sdk_cloudtraildata::config::Credentials;
+use aws_credential_types::Credentials;
 use tokio_util::sync::CancellationToken;
 
-use crate::cloudtrail::{CloudTrailMetrics, Publisher};
 use crate::config::embedded::EmbeddedConfig;
 use crate::falcon::{FalconClient, FalconMetrics};
 use crate::pipeline::metrics::{serve_configured, MetricsSources, PipelineMetrics};
 use crate::pipeline::recovery::TopicCursors;
 use crate::pipeline::sink::{run_sink, SinkEnd, SinkParts};
 use crate::pipeline::source::run_source;
+use crate::publish::{PublishMetrics, Publisher};
 use crate::topic::sqlite::{SqliteLog, SqliteTopic};
 use crate::transform::{load_chain, TransformChain};
 
@@ -51,12 +51,12 @@ impl EmbeddedPipeline {
         let falcon_metrics = Arc::new(FalconMetrics::default());
         let client = FalconClient::new(config.falcon.clone(), falcon_metrics.clone())?;
         let chain = load_chain(&config.transforms, &config.base_dir, None).await?;
-        let cloudtrail_metrics = Arc::new(CloudTrailMetrics::default());
-        let publisher = Publisher::new(&config.cloudtrail, credentials, cloudtrail_metrics.clone()).await?;
+        let publish_metrics = Arc::new(PublishMetrics::default());
+        let publisher = Publisher::new(&config.destination, credentials, publish_metrics.clone()).await?;
         let metrics = MetricsSources {
             pipeline: Arc::new(PipelineMetrics::default()),
             falcon: Some(falcon_metrics),
-            cloudtrail: Some(cloudtrail_metrics),
+            publisher: Some(publish_metrics),
         };
         Ok(Self {
             config,
@@ -127,7 +127,7 @@ impl EmbeddedPipeline {
         let retention = retention_loop(&self.config, &self.raw, &self.dead_letters, &consumer, stop.clone());
         let (source, sink, ()) = tokio::join!(source, sink, retention);
         source.context("the Falcon source stopped")?;
-        match sink.context("the CloudTrail sink stopped")? {
+        match sink.context("the sink stopped")? {
             SinkEnd::Stopped { abandoned } if abandoned > 0 => {
                 tracing::info!(
                     abandoned,

@@ -10,10 +10,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use crate::cloudtrail::CloudTrailMetrics;
 use crate::config::sections::MetricsConfig;
 use crate::falcon::FalconMetrics;
 use crate::metrics::{render_value, Counter, Gauge};
+use crate::publish::PublishMetrics;
 
 /// Counters of the stages themselves (the Falcon client and the publisher keep their own).
 #[derive(Debug, Default)]
@@ -67,7 +67,7 @@ pub struct MetricsSources {
     /// The Falcon client's, when a source runs here.
     pub falcon: Option<Arc<FalconMetrics>>,
     /// The publisher's, when a sink runs here.
-    pub cloudtrail: Option<Arc<CloudTrailMetrics>>,
+    pub publisher: Option<Arc<PublishMetrics>>,
 }
 
 impl MetricsSources {
@@ -113,8 +113,8 @@ impl MetricsSources {
             ),
             (
                 "falcon_lake_events_delivered_total",
-                "Audit events stored by CloudTrail",
-                self.cloudtrail.as_ref().map_or(0, |c| c.delivered.get()),
+                "Audit events stored by the destination",
+                self.publisher.as_ref().map_or(0, |c| c.delivered.get()),
             ),
         ];
         for (name, help, value) in counters {
@@ -134,8 +134,8 @@ impl MetricsSources {
             "Raw records read but not yet committed",
             p.uncommitted.get(),
         );
-        if let Some(c) = &self.cloudtrail {
-            render_cloudtrail(&mut out, c);
+        if let Some(c) = &self.publisher {
+            c.render(&mut out);
         }
         if let Some(f) = &self.falcon {
             for (name, value) in f.snapshot() {
@@ -151,56 +151,6 @@ impl MetricsSources {
         }
         out
     }
-}
-
-fn render_cloudtrail(out: &mut String, c: &CloudTrailMetrics) {
-    let counters: [(&str, &str, u64); 6] = [
-        (
-            "falcon_lake_events_dead_lettered_total",
-            "Audit events CloudTrail refused (dead-lettered)",
-            c.dead_lettered.get(),
-        ),
-        (
-            "falcon_lake_retries_total",
-            "Sends retried (whole requests and single events)",
-            c.request_retries.get() + c.event_retries.get(),
-        ),
-        (
-            "falcon_lake_put_audit_events_requests_total",
-            "PutAuditEvents requests completed",
-            c.requests.get(),
-        ),
-        (
-            "falcon_lake_put_audit_events_failures_total",
-            "PutAuditEvents requests that failed as a whole",
-            c.request_failures.get(),
-        ),
-        (
-            "falcon_lake_put_audit_events_throttled_total",
-            "PutAuditEvents requests throttled",
-            c.throttled.get(),
-        ),
-        (
-            "falcon_lake_event_retries_total",
-            "Single events resent after Throttling/InternalFailure",
-            c.event_retries.get(),
-        ),
-    ];
-    for (name, help, value) in counters {
-        render_value(out, name, "counter", help, value);
-    }
-    render_value(
-        out,
-        "falcon_lake_put_audit_events_in_flight",
-        "gauge",
-        "Requests in flight",
-        c.in_flight.get(),
-    );
-    c.latency.render(
-        out,
-        "falcon_lake_put_audit_events_seconds",
-        "PutAuditEvents latency (batch latency)",
-    );
 }
 
 /// The `/metrics` and `/health` server; stops when dropped.
@@ -273,8 +223,11 @@ mod tests {
         let sources = MetricsSources {
             pipeline: Arc::new(PipelineMetrics::default()),
             falcon: Some(Arc::new(FalconMetrics::default())),
-            cloudtrail: Some(Arc::new(CloudTrailMetrics::default())),
+            publisher: Some(Arc::new(PublishMetrics::default())),
         };
+        if let Some(p) = &sources.publisher {
+            p.set_operation("put_audit_events");
+        }
         sources.pipeline.read.add(3);
         sources.pipeline.consumer_lag.set(7);
         let text = sources.render();

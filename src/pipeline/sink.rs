@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::cloudtrail::{FatalError, Outcome, PublishItem, Publisher, Settlement};
+use crate::publish::{FatalError, Outcome, PublishItem, Publisher, Settlement};
 use crate::config::sections::SinkConfig;
 use crate::pipeline::deadletter::{DeadLetter, Origin, Stage};
 use crate::pipeline::metrics::PipelineMetrics;
@@ -383,7 +383,12 @@ impl SinkLoop {
                 offset: source.offset,
                 key: source.key.clone(),
             };
-            self.outbox.push_back(PublishItem { id, event_data, token });
+            self.outbox.push_back(PublishItem {
+                id,
+                event_data,
+                record_time_ms: Some(source.timestamp_ms),
+                token,
+            });
         }
         self.metrics.uncommitted.set(self.tracker.uncommitted() as i64);
         Ok(())

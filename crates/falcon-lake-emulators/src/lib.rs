@@ -8,8 +8,14 @@
 // any hot path, so boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod aws;
 pub mod cloudtrail;
+pub mod cloudwatch;
+pub mod control;
 pub mod falcon;
+pub mod json;
+pub mod sigv4;
+pub mod time;
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};

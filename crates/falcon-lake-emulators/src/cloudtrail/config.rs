@@ -5,12 +5,17 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::aws::parse_rates;
+
 /// Emulator settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CloudTrailEmulatorConfig {
-    /// Address to listen on.
+    /// Address to listen on (loopback unless --allow-remote).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// Permit a non-loopback --listen address.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// A channel to serve (repeatable); its owner is the ARN's account.
     #[arg(long = "channel-arn")]
     pub channel_arns: Vec<String>,
@@ -73,6 +78,7 @@ impl CloudTrailEmulatorConfig {
     ) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow_remote: false,
             channel_arns: vec![channel_arn.into()],
             channels_file: None,
             external_id: None,
@@ -91,6 +97,13 @@ impl CloudTrailEmulatorConfig {
             not_subscribed: false,
             unsupported_regions: Vec::new(),
         }
+    }
+}
+
+impl CloudTrailEmulatorConfig {
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        crate::control::check_listen(self.listen, self.allow_remote)
     }
 }
 
@@ -140,31 +153,13 @@ pub struct RequestFailureRates {
     pub slow: f64,
 }
 
-fn parse_pairs(text: &str) -> Result<Vec<(String, f64)>, String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("{pair:?} is not kind=probability"))?;
-            let p: f64 = v.trim().parse().map_err(|_| format!("{pair:?}: not a number"))?;
-            if !(0.0..=1.0).contains(&p) {
-                return Err(format!("{pair:?}: probability must be between 0 and 1"));
-            }
-            Ok((k.trim().to_string(), p))
-        })
-        .collect()
-}
-
 /// Parses `throttling=p,internal=p`.
 pub fn parse_event_rates(text: &str) -> Result<EventFailureRates, String> {
     let mut rates = EventFailureRates::default();
-    for (kind, p) in parse_pairs(text)? {
+    for (kind, p) in parse_rates(text, &["throttling", "internal"])? {
         match kind.as_str() {
             "throttling" => rates.throttling = p,
-            "internal" => rates.internal = p,
-            other => return Err(format!("unknown event failure {other:?}; known: throttling, internal")),
+            _ => rates.internal = p,
         }
     }
     Ok(rates)
@@ -173,17 +168,12 @@ pub fn parse_event_rates(text: &str) -> Result<EventFailureRates, String> {
 /// Parses `500=p,503=p,malformed=p,slow=p`.
 pub fn parse_request_rates(text: &str) -> Result<RequestFailureRates, String> {
     let mut rates = RequestFailureRates::default();
-    for (kind, p) in parse_pairs(text)? {
+    for (kind, p) in parse_rates(text, &["500", "503", "malformed", "slow"])? {
         match kind.as_str() {
             "500" => rates.http500 = p,
             "503" => rates.http503 = p,
             "malformed" => rates.malformed = p,
-            "slow" => rates.slow = p,
-            other => {
-                return Err(format!(
-                    "unknown request failure {other:?}; known: 500, 503, malformed, slow"
-                ))
-            }
+            _ => rates.slow = p,
         }
     }
     Ok(rates)

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::cloudtrail::api::AppState;
 use crate::cloudtrail::config::CloudTrailFault;
+use crate::control::{count, MAX_FAULTS};
 use crate::lock;
 
 fn param<T: std::str::FromStr>(query: &HashMap<String, String>, key: &str, default: T) -> T {
@@ -65,15 +66,19 @@ pub async fn stats(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-/// `POST /_emulator/faults?count=N` with a fault as JSON.
+/// `POST /_emulator/faults?count=N` (N ≤ 10,000) with a fault as JSON.
 pub async fn add_fault(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let count = match count(&query, "count", 1, MAX_FAULTS) {
+        Ok(count) => count,
+        Err(refused) => return refused,
+    };
     match serde_json::from_slice::<CloudTrailFault>(&body) {
         Ok(fault) => {
-            state.push_fault(fault, param(&query, "count", 1));
+            state.push_fault(fault, count);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("not a fault: {e}")).into_response(),

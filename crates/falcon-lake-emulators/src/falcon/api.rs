@@ -376,7 +376,7 @@ pub async fn refresh(
 /// RFC 3339 UTC with nanoseconds, like `sessionToken.expiration`.
 pub fn rfc3339_nanos(at: SystemTime) -> String {
     let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let date = falcon_lake_audit::time::format_event_time(d.as_secs() as i64);
+    let date = crate::time::format_utc(d.as_secs() as i64);
     format!("{}.{:09}Z", date.trim_end_matches('Z'), d.subsec_nanos())
 }
 

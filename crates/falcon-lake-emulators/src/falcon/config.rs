@@ -6,15 +6,18 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::falcon::generator::Mix;
+use crate::falcon::generator::{Mix, BASE_EPOCH_SECONDS};
 use crate::parse_duration;
 
 /// Emulator settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FalconEmulatorConfig {
-    /// Address to listen on.
+    /// Address to listen on (loopback unless --allow-remote).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// Permit a non-loopback --listen address.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// OAuth2 client ID the emulator accepts.
     #[arg(long, env = "FALCON_EMULATOR_CLIENT_ID")]
     pub client_id: String,
@@ -33,6 +36,9 @@ pub struct FalconEmulatorConfig {
     /// Seed of the generator.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Time of the first generated event (RFC 3339 UTC); later ones follow at 4 per second.
+    #[arg(long, value_parser = parse_base_time, default_value = "2026-01-01T00:00:00Z")]
+    pub base_time: i64,
     /// Event types to generate.
     #[arg(long, value_enum, default_value_t = Mix::Realistic)]
     pub mix: Mix,
@@ -153,18 +159,30 @@ pub fn parse_fault_rates(text: &str) -> Result<FaultRates, String> {
     Ok(rates)
 }
 
+/// Parses `--base-time` (`YYYY-MM-DDTHH:MM:SSZ`) into epoch seconds.
+pub fn parse_base_time(text: &str) -> Result<i64, String> {
+    crate::time::parse_utc(text).ok_or_else(|| format!("{text:?} is not a time like 2026-01-01T00:00:00Z"))
+}
+
 impl FalconEmulatorConfig {
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        crate::control::check_listen(self.listen, self.allow_remote)
+    }
+
     /// Settings for a test or a demo: loopback on a free port, the given
     /// credentials, everything else at its default.
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow_remote: false,
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             partitions: 1,
             events: 1_000,
             rate: 0.0,
             seed: 42,
+            base_time: BASE_EPOCH_SECONDS,
             mix: Mix::Realistic,
             min_event_bytes: 0,
             events_file: None,

@@ -33,6 +33,7 @@ pub struct FalconEmulator {
 impl FalconEmulator {
     /// Loads or generates the events and starts serving.
     pub async fn start(config: FalconEmulatorConfig) -> Result<Self> {
+        config.validate()?;
         let state = Arc::new(EmulatorState::new(config.clone()));
         if let Some(path) = &config.events_file {
             load_file(&state, path)?;

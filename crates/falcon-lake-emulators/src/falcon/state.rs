@@ -232,7 +232,9 @@ impl EmulatorState {
     /// Empty state for `config`.
     pub fn new(config: FalconEmulatorConfig) -> Self {
         let generator =
-            Generator::new(config.seed, config.cid.clone(), config.mix).with_min_bytes(config.min_event_bytes);
+            Generator::new(config.seed, config.cid.clone(), config.mix)
+                .with_min_bytes(config.min_event_bytes)
+                .with_base_time(config.base_time);
         let partitions = (0..config.partitions.max(1))
             .map(|_| PartitionLog::new(config.first_offset))
             .collect();
@@ -448,7 +450,7 @@ impl EmulatorState {
     }
 
     /// Queues a fault.
-    pub fn push_fault(&self, fault: ControlFault, count: u32) {
+    pub fn push_fault(&self, fault: ControlFault, count: u64) {
         let mut faults = lock(&self.faults);
         for _ in 0..count.max(1) {
             faults.push_back(fault.clone());

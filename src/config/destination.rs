@@ -1,0 +1,75 @@
+//! Where the sink delivers: exactly one of the `cloudtrail` and `cloudwatch`
+//! sections.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use aws_credential_types::Credentials;
+
+use crate::cloudtrail::CloudTrailConfig;
+use crate::cloudwatch::CloudWatchConfig;
+use crate::config::connector::ConnectorFile;
+use crate::publish::{ConnectDestination, Destination, PublishSettings};
+
+/// The section names of the destinations.
+pub const SECTIONS: [&str; 2] = ["cloudtrail", "cloudwatch"];
+
+/// The configured destination.
+#[derive(Debug, Clone)]
+pub enum DestinationConfig {
+    /// `cloudtrail:`, a CloudTrail Lake channel.
+    CloudTrail(CloudTrailConfig),
+    /// `cloudwatch:`, a CloudWatch Logs log stream.
+    CloudWatch(CloudWatchConfig),
+}
+
+impl DestinationConfig {
+    /// Reads the one destination section of `file`.
+    pub fn from_file(file: &ConnectorFile) -> Result<Self> {
+        match (file.section("cloudtrail"), file.section("cloudwatch")) {
+            (Some(_), Some(_)) => bail!(
+                "both `cloudtrail` and `cloudwatch` are configured; a sink delivers to one destination: keep one section (run a second sink for the other)"
+            ),
+            (Some(section), None) => Ok(Self::CloudTrail(CloudTrailConfig::from_yaml(section)?)),
+            (None, Some(section)) => Ok(Self::CloudWatch(CloudWatchConfig::from_yaml(section)?)),
+            (None, None) => bail!("the destination is missing: add a `cloudtrail` or a `cloudwatch` section"),
+        }
+    }
+
+    /// The section's name.
+    pub fn section(&self) -> &'static str {
+        match self {
+            Self::CloudTrail(_) => "cloudtrail",
+            Self::CloudWatch(_) => "cloudwatch",
+        }
+    }
+
+    /// Where it delivers, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::CloudTrail(c) => format!("CloudTrail Lake channel {}", c.channel_arn),
+            Self::CloudWatch(c) => format!("CloudWatch Logs {}/{}", c.log_group, c.log_stream),
+        }
+    }
+
+    /// The configured dead-letter topic, if any.
+    pub fn dead_letter_topic(&self) -> Option<&String> {
+        self.settings().dead_letter_topic.as_ref()
+    }
+}
+
+impl ConnectDestination for DestinationConfig {
+    fn settings(&self) -> &PublishSettings {
+        match self {
+            Self::CloudTrail(c) => c.settings(),
+            Self::CloudWatch(c) => c.settings(),
+        }
+    }
+
+    async fn connect(&self, credentials: Option<Credentials>) -> Result<Arc<dyn Destination>> {
+        match self {
+            Self::CloudTrail(c) => c.connect(credentials).await,
+            Self::CloudWatch(c) => c.connect(credentials).await,
+        }
+    }
+}

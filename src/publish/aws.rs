@@ -1,0 +1,191 @@
+//! What the AWS destinations share: the SDK configuration (default credential
+//! chain or given credentials, profile, region, endpoint, explicit timeouts,
+//! SDK retries off), built in one function so another HTTP client can be
+//! plugged in there, and the classification of SDK errors that are not the
+//! service's own answer (timeouts, connection and credential failures).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use url::Url;
+
+use crate::publish::RequestFailure;
+
+/// How to reach one AWS service.
+#[derive(Debug, Clone)]
+pub struct AwsClientSettings<'a> {
+    /// Region requests are signed for; `None` leaves it to the default chain
+    /// (`AWS_REGION`, the profile).
+    pub region: Option<String>,
+    /// Endpoint override.
+    pub endpoint_url: Option<&'a Url>,
+    /// Named profile of the shared config files.
+    pub profile: Option<&'a str>,
+    /// TCP + TLS connect.
+    pub connect_timeout: Duration,
+    /// One request attempt.
+    pub request_timeout: Duration,
+}
+
+/// The SDK configuration every AWS client of falcon-lake is built from.
+/// Credentials come from the default chain (or the profile) unless given. SDK
+/// retries are off: the publisher retries itself, without limit and within
+/// the rate limit, which the SDK's retry quota would not allow during long
+/// throttling.
+pub async fn sdk_config(settings: &AwsClientSettings<'_>, credentials: Option<Credentials>) -> SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(settings.connect_timeout)
+        .operation_attempt_timeout(settings.request_timeout)
+        .read_timeout(settings.request_timeout)
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(timeouts);
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = settings.endpoint_url {
+        loader = loader.endpoint_url(url.as_str().trim_end_matches('/'));
+    }
+    if let Some(credentials) = credentials {
+        loader = loader.credentials_provider(credentials);
+    }
+    loader.load().await
+}
+
+/// The SDK reads `variable` (a service's endpoint) itself; hold it to the same
+/// transport rule as a configured endpoint. Nothing to check when an endpoint
+/// is configured, since it wins.
+pub fn check_env_endpoint(variable: &str, configured: bool, allow_insecure_http: bool) -> Result<()> {
+    if configured {
+        return Ok(());
+    }
+    if let Ok(text) = std::env::var(variable) {
+        let url = Url::parse(&text).with_context(|| format!("{variable}={text:?} is not a URL"))?;
+        crate::net::check_transport(&url, allow_insecure_http, variable)?;
+    }
+    Ok(())
+}
+
+/// The service's own answer to a request, as the SDK parsed it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceAnswer<'a> {
+    /// The error code (`ThrottlingException`), when there is one.
+    pub code: Option<&'a str>,
+    /// The message.
+    pub message: &'a str,
+    /// The HTTP status.
+    pub status: u16,
+}
+
+/// Splits an SDK error into the service's own answer (for the destination to
+/// classify) and everything else, which is classified here: timeouts,
+/// connection and credential failures, unreadable replies are transient.
+pub fn service_answer<'a, E>(
+    err: &'a SdkError<E, HttpResponse>,
+    timeout_key: &str,
+) -> Result<ServiceAnswer<'a>, RequestFailure>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match err {
+        SdkError::ServiceError(context) => Ok(ServiceAnswer {
+            code: context.err().code(),
+            message: context.err().message().unwrap_or("no message"),
+            status: context.raw().status().as_u16(),
+        }),
+        SdkError::TimeoutError(_) => Err(transient("Timeout", &format!("the request timed out ({timeout_key})"))),
+        SdkError::DispatchFailure(failure) => {
+            let detail = match failure.as_connector_error() {
+                Some(e) => crate::falcon::error::error_chain(e),
+                None => format!("{failure:?}"),
+            };
+            // The SDK resolves credentials while dispatching; say so plainly.
+            if detail.contains("loading credentials") {
+                let advice = "no usable AWS credentials: set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with an instance or task role";
+                Err(transient("CredentialsError", &format!("{advice} ({detail})")))
+            } else {
+                Err(transient("ConnectionError", &detail))
+            }
+        }
+        SdkError::ResponseError(_) => Err(transient("MalformedResponse", "the response could not be read")),
+        other => Err(transient("RequestError", &crate::falcon::error::error_chain(other))),
+    }
+}
+
+/// A failure worth retrying after a back-off.
+pub fn transient(code: &str, message: &str) -> RequestFailure {
+    RequestFailure::Transient {
+        code: code.to_string(),
+        message: message.to_string(),
+        throttled: false,
+    }
+}
+
+/// The throttling codes the AWS SDKs recognise.
+pub fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestThrottledException"
+            | "TooManyRequestsException"
+            | "ProvisionedThroughputExceededException"
+            | "TransactionInProgressException"
+            | "RequestLimitExceeded"
+            | "BandwidthLimitExceeded"
+            | "LimitExceededException"
+            | "RequestThrottled"
+            | "SlowDown"
+            | "PriorRequestNotComplete"
+            | "EC2ThrottledException"
+    )
+}
+
+/// Throttled by code, or by a bare 429.
+pub fn throttled(code: Option<&str>, status: u16) -> bool {
+    code.is_some_and(is_throttling) || status == 429
+}
+
+/// Codes of credential and signature failures: only the user can fix them.
+pub const AUTH_FAILURES: [(&str, &str); 5] = [
+    ("UnrecognizedClientException", "AWS does not know the access key in use: check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, the instance role)"),
+    ("InvalidSignatureException", "AWS rejected the request signature: check the secret access key and that the clock is correct"),
+    ("SignatureDoesNotMatch", "AWS rejected the request signature: check the secret access key and that the clock is correct"),
+    ("MissingAuthenticationToken", "the request was not signed: no AWS credentials were found (AWS_PROFILE, AWS_ACCESS_KEY_ID, the instance role)"),
+    ("IncompleteSignature", "the request signature is incomplete: check the AWS credentials in use"),
+];
+
+/// The advice for a credential or signature failure `code`, if it is one.
+pub fn auth_failure_advice(code: &str) -> Option<&'static str> {
+    let code = code.strip_suffix("Exception").unwrap_or(code);
+    AUTH_FAILURES
+        .iter()
+        .find(|(c, _)| c.strip_suffix("Exception").unwrap_or(c) == code)
+        .map(|(_, advice)| *advice)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_failures_match_with_or_without_the_suffix() {
+        assert!(auth_failure_advice("UnrecognizedClientException").is_some());
+        assert!(auth_failure_advice("MissingAuthenticationTokenException").is_some());
+        assert!(auth_failure_advice("InvalidSignature").is_some());
+        assert!(auth_failure_advice("ThrottlingException").is_none());
+        assert!(throttled(Some("ThrottlingException"), 400) && throttled(None, 429) && !throttled(None, 500));
+    }
+}
