@@ -29,7 +29,10 @@ fn all(count: u64) -> Vec<u64> {
 #[tokio::test]
 async fn delivers_in_batches_of_100_with_checksums_and_the_recipient() {
     let (emulator, control) = start_cloudtrail(cloudtrail_emulator_config()).await;
-    let published = publish(publisher_config(emulator.url()), items(250, 10)).await;
+    let mut config = publisher_config(emulator.url());
+    // Batches close when full or when the input ends, never by time: the count is exact.
+    config.publish.linger = Duration::from_secs(30);
+    let published = publish(config, items(250, 10)).await;
     published.result.as_ref().expect("no fatal error");
     assert_eq!(published.delivered(), all(250));
     assert_eq!(control.stat("requests").await, 3, "100 + 100 + 50");
@@ -167,6 +170,7 @@ async fn lost_replies_are_retried_at_least_once() {
     config.publish.request_timeout = Duration::from_millis(700);
     config.publish.batch_max_events = 10;
     config.publish.max_in_flight = 1;
+    config.publish.linger = Duration::from_secs(30);
     let published = publish(config, items(40, 10)).await;
     published.result.as_ref().expect("no fatal error");
     assert_eq!(published.delivered(), all(40));
