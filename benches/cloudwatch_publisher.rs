@@ -60,7 +60,10 @@ async fn run(events: u64, batch_events: Option<usize>) -> anyhow::Result<()> {
     let began = Instant::now();
     let run = tokio::spawn(publisher.run(rx, out_tx));
     tokio::spawn(async move {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         for i in 0..events {
             let item = PublishItem {
                 id: format!("0123456789abcdef_0_{i}"),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use falcon_lake::cloudtrail::CloudTrailConfig;
-use falcon_lake::publish::{Outcome, PublishItem, PublishMetrics, Publisher};
 use falcon_lake::emulate::cloudtrail::{CloudTrailEmulator, CloudTrailEmulatorConfig};
+use falcon_lake::publish::{Outcome, PublishItem, PublishMetrics, Publisher};
 
 const CHANNEL: &str = "arn:aws:cloudtrail:us-east-1:111122223333:channel/bench";
 const KEY: &str = "AKIABENCHMARK0000001";

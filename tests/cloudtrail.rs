@@ -442,7 +442,12 @@ async fn emulator_refuses_remote_listening_and_unbounded_counts() {
     let fault = json!({"fault": "malformed_body"}).to_string();
     for (count, status) in [("10001", 400), ("abc", 400), ("0", 400), ("10000", 204)] {
         let answer = http
-            .post(emulator.url().join(&format!("_emulator/faults?count={count}")).expect("url"))
+            .post(
+                emulator
+                    .url()
+                    .join(&format!("_emulator/faults?count={count}"))
+                    .expect("url"),
+            )
             .body(fault.clone())
             .send()
             .await

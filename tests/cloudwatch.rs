@@ -131,7 +131,9 @@ fn log_event(timestamp: i64, message: &str) -> InputLogEvent {
 }
 
 /// The code and message of a failed SDK call.
-fn refusal<E: ProvideErrorMetadata, R>(result: Result<R, aws_sdk_cloudwatchlogs::error::SdkError<E>>) -> (String, String) {
+fn refusal<E: ProvideErrorMetadata, R>(
+    result: Result<R, aws_sdk_cloudwatchlogs::error::SdkError<E>>,
+) -> (String, String) {
     match result {
         Ok(_) => panic!("expected an error"),
         Err(e) => (
@@ -240,7 +242,11 @@ async fn too_old_too_new_and_valid_events_in_one_batch() {
         vec![(0, "TooOld".into()), (2, "TooNew".into()), (4, "TooOld".into())],
         "refused before sending, with the reason"
     );
-    assert!(published.dead().iter().all(|d| d.2.contains("CloudWatch Logs refuses")), "{:?}", published.dead());
+    assert!(
+        published.dead().iter().all(|d| d.2.contains("CloudWatch Logs refuses")),
+        "{:?}",
+        published.dead()
+    );
     assert_eq!(published.delivered(), vec![1, 3]);
     assert_eq!(stored(&control).await.len(), 2);
     assert_eq!(
@@ -283,14 +289,20 @@ async fn rejected_events_are_dead_lettered_exactly() {
     let mut dead: Vec<(u64, String)> = published.dead().into_iter().map(|(t, c, _)| (t, c)).collect();
     dead.sort();
     assert_eq!(dead, vec![(0, "ExpiredLogEvent".into()), (3, "TooNewLogEvent".into())]);
-    assert_eq!(published.delivered(), vec![1, 2], "Vector would count all four as delivered");
+    assert_eq!(
+        published.delivered(),
+        vec![1, 2],
+        "Vector would count all four as delivered"
+    );
     assert_eq!(
         stored(&control).await.keys().cloned().collect::<Vec<_>>(),
         ["cid_0_1", "cid_0_2"]
     );
 
     // A day ahead, with a long retention: what is 13.5 days old for us is too old for it.
-    control.post("_emulator/clock", json!({"offset_ms": DAY}).to_string()).await;
+    control
+        .post("_emulator/clock", json!({"offset_ms": DAY}).to_string())
+        .await;
     sdk(emulator.url())
         .put_retention_policy()
         .log_group_name(GROUP)
@@ -327,7 +339,11 @@ async fn splits_requests_that_would_span_more_than_a_day() {
         3,
         "25 + 25 + 23 hourly events, each request within 24 hours"
     );
-    assert_eq!(control.get("_emulator/stats").await["codes"], json!({}), "the service refused none");
+    assert_eq!(
+        control.get("_emulator/stats").await["codes"],
+        json!({}),
+        "the service refused none"
+    );
 }
 
 #[tokio::test]
@@ -349,7 +365,11 @@ async fn keeps_requests_under_the_byte_limit_and_dead_letters_events_over_it() {
         requests >= 3,
         "30 events of 100 kB need at least 3 requests of 1 MiB, got {requests}"
     );
-    assert_eq!(control.get("_emulator/stats").await["codes"], json!({}), "none was over the limit");
+    assert_eq!(
+        control.get("_emulator/stats").await["codes"],
+        json!({}),
+        "none was over the limit"
+    );
 }
 
 #[tokio::test]
@@ -359,9 +379,18 @@ async fn retries_throttling_and_server_errors_without_storing_twice() {
     config.burst = Some(1.0);
     let (emulator, control) = start(config).await;
     for (fault, count) in [
-        (json!({"fault": "exception", "code": "ThrottlingException", "operation": "PutLogEvents"}), 3),
-        (json!({"fault": "exception", "code": "ServiceUnavailableException", "status": 503, "operation": "PutLogEvents"}), 2),
-        (json!({"fault": "exception", "code": "InternalFailure", "status": 500, "operation": "PutLogEvents"}), 1),
+        (
+            json!({"fault": "exception", "code": "ThrottlingException", "operation": "PutLogEvents"}),
+            3,
+        ),
+        (
+            json!({"fault": "exception", "code": "ServiceUnavailableException", "status": 503, "operation": "PutLogEvents"}),
+            2,
+        ),
+        (
+            json!({"fault": "exception", "code": "InternalFailure", "status": 500, "operation": "PutLogEvents"}),
+            1,
+        ),
     ] {
         control
             .post(&format!("_emulator/faults?count={count}"), fault.to_string())
@@ -372,9 +401,16 @@ async fn retries_throttling_and_server_errors_without_storing_twice() {
     let published = publish(sink, items(200, HOUR, 10)).await;
     published.result.as_ref().expect("no fatal error");
     assert_eq!(published.delivered(), all(200));
-    assert!(published.metrics.throttled.get() >= 3, "{}", published.metrics.throttled.get());
+    assert!(
+        published.metrics.throttled.get() >= 3,
+        "{}",
+        published.metrics.throttled.get()
+    );
     assert!(published.metrics.request_retries.get() >= 6);
-    assert_eq!(stat(&control, "throttled_requests").await, published.metrics.throttled.get());
+    assert_eq!(
+        stat(&control, "throttled_requests").await,
+        published.metrics.throttled.get()
+    );
     let uids = stored(&control).await;
     assert_eq!(uids.len(), 200);
     assert!(uids.values().all(|n| *n == 1), "refused requests stored nothing");
@@ -407,12 +443,18 @@ async fn bad_credentials_are_fatal_and_never_printed() {
     let (emulator, _control) = start(emulator_with_stream()).await;
     let sink = sink_config(emulator.url());
     for (key, secret, code) in [
-        (ACCESS_KEY_ID, "WrongSecretWrongSecretWrongSecretWrong00", "InvalidSignatureException"),
+        (
+            ACCESS_KEY_ID,
+            "WrongSecretWrongSecretWrongSecretWrong00",
+            "InvalidSignatureException",
+        ),
         ("AKIAUNKNOWNKEY000000", SECRET_ACCESS_KEY, "UnrecognizedClientException"),
     ] {
         let creds = aws_credential_types::Credentials::new(key, secret, None, None, "test");
         let metrics = Arc::new(PublishMetrics::default());
-        let publisher = Publisher::new(&sink, Some(creds), metrics.clone()).await.expect("publisher");
+        let publisher = Publisher::new(&sink, Some(creds), metrics.clone())
+            .await
+            .expect("publisher");
         let published = run_publisher(publisher, metrics, items(3, HOUR, 10)).await;
         let err = published.result.as_ref().expect_err("refused");
         assert_eq!(err.code, code);
@@ -425,7 +467,10 @@ async fn bad_credentials_are_fatal_and_never_printed() {
 async fn lost_replies_are_retried_at_least_once() {
     let (emulator, control) = start(emulator_with_stream()).await;
     control
-        .post("_emulator/faults", json!({"fault": "slow", "millis": 2_000}).to_string())
+        .post(
+            "_emulator/faults",
+            json!({"fault": "slow", "millis": 2_000}).to_string(),
+        )
         .await;
     let mut sink = sink_config(emulator.url());
     sink.publish.request_timeout = Duration::from_millis(700);
@@ -475,7 +520,11 @@ async fn emulator_put_log_events_rules() {
     );
     let exactly_a_day = put(vec![log_event(now - DAY, "a"), log_event(now, "b")]).await;
     assert!(exactly_a_day.is_ok(), "24 hours is not more than 24 hours");
-    assert_eq!(stat(&control, "stored_events").await, 2, "refused batches stored nothing");
+    assert_eq!(
+        stat(&control, "stored_events").await,
+        2,
+        "refused batches stored nothing"
+    );
 
     let mixed = put(vec![
         log_event(now - 15 * DAY, "too old"),
@@ -487,7 +536,11 @@ async fn emulator_put_log_events_rules() {
     .await
     .expect("200 with rejects");
     let info = mixed.rejected_log_events_info().expect("rejected info");
-    assert_eq!(info.too_old_log_event_end_index(), Some(1), "exclusive end: one old event");
+    assert_eq!(
+        info.too_old_log_event_end_index(),
+        Some(1),
+        "exclusive end: one old event"
+    );
     assert_eq!(info.too_new_log_event_start_index(), Some(4), "inclusive start");
     assert_eq!(info.expired_log_event_end_index(), None);
     assert_eq!(stat(&control, "stored_events").await, 5);
@@ -506,11 +559,17 @@ async fn emulator_put_log_events_rules() {
     assert_eq!(info.expired_log_event_end_index(), Some(1));
     assert_eq!(info.too_old_log_event_end_index(), None);
     let accepted = put(vec![log_event(now, "ok")]).await.expect("200");
-    assert!(accepted.rejected_log_events_info().is_none(), "only when something was refused");
+    assert!(
+        accepted.rejected_log_events_info().is_none(),
+        "only when something was refused"
+    );
     assert!(accepted.next_sequence_token().is_some());
 
     let fits = "x".repeat(1_048_576 / 2 - 26);
-    assert!(put(vec![log_event(now, &fits), log_event(now, &fits)]).await.is_ok(), "exactly 1,048,576 bytes");
+    assert!(
+        put(vec![log_event(now, &fits), log_event(now, &fits)]).await.is_ok(),
+        "exactly 1,048,576 bytes"
+    );
     let over = put(vec![log_event(now, &fits), log_event(now, &format!("{fits}x"))]).await;
     assert_eq!(refusal(over).0, "InvalidParameterException");
     let many: Vec<InputLogEvent> = (0..10_001).map(|_| log_event(now, "m")).collect();
@@ -518,7 +577,9 @@ async fn emulator_put_log_events_rules() {
     assert_eq!(code, "InvalidParameterException");
     assert!(message.starts_with("1 validation error detected: "), "{message}");
     let empty = put(vec![log_event(now, "")]).await;
-    assert!(refusal(empty).1.contains("'logEvents.1.member.message' failed to satisfy constraint"));
+    assert!(refusal(empty)
+        .1
+        .contains("'logEvents.1.member.message' failed to satisfy constraint"));
 }
 
 #[tokio::test]
@@ -534,13 +595,23 @@ async fn emulator_groups_streams_and_their_errors() {
         .await;
     assert_eq!(
         refusal(put),
-        ("ResourceNotFoundException".to_string(), "The specified log group does not exist.".to_string())
+        (
+            "ResourceNotFoundException".to_string(),
+            "The specified log group does not exist.".to_string()
+        )
     );
     let reserved = client.create_log_group().log_group_name("aws/lambda").send().await;
     assert_eq!(refusal(reserved).0, "InvalidParameterException");
     let bad = client.create_log_group().log_group_name("a b").send().await;
-    assert!(refusal(bad).1.contains("Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+"));
-    client.create_log_group().log_group_name(GROUP).send().await.expect("group");
+    assert!(refusal(bad)
+        .1
+        .contains("Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+"));
+    client
+        .create_log_group()
+        .log_group_name(GROUP)
+        .send()
+        .await
+        .expect("group");
     let twice = client.create_log_group().log_group_name(GROUP).send().await;
     assert_eq!(refusal(twice).0, "ResourceAlreadyExistsException");
     let put = client
@@ -560,7 +631,12 @@ async fn emulator_groups_streams_and_their_errors() {
             .await
             .expect("stream");
     }
-    let again = client.create_log_stream().log_group_name(GROUP).log_stream_name("a").send().await;
+    let again = client
+        .create_log_stream()
+        .log_group_name(GROUP)
+        .log_stream_name("a")
+        .send()
+        .await;
     assert_eq!(refusal(again).0, "ResourceAlreadyExistsException");
     let streams = client
         .describe_log_streams()
@@ -569,7 +645,11 @@ async fn emulator_groups_streams_and_their_errors() {
         .send()
         .await
         .expect("describe");
-    let names: Vec<&str> = streams.log_streams().iter().filter_map(|s| s.log_stream_name()).collect();
+    let names: Vec<&str> = streams
+        .log_streams()
+        .iter()
+        .filter_map(|s| s.log_stream_name())
+        .collect();
     assert_eq!(names, ["a", "b"], "by name, paged");
     assert!(streams.next_token().is_some());
     let prefixed = client
@@ -580,10 +660,20 @@ async fn emulator_groups_streams_and_their_errors() {
         .await
         .expect("describe");
     assert_eq!(prefixed.log_streams().len(), 1);
-    let groups = client.describe_log_groups().log_group_name_prefix("/falcon").send().await.expect("groups");
+    let groups = client
+        .describe_log_groups()
+        .log_group_name_prefix("/falcon")
+        .send()
+        .await
+        .expect("groups");
     assert_eq!(groups.log_groups().len(), 1);
     assert_eq!(groups.log_groups()[0].retention_in_days(), None);
-    let bad_days = client.put_retention_policy().log_group_name(GROUP).retention_in_days(2).send().await;
+    let bad_days = client
+        .put_retention_policy()
+        .log_group_name(GROUP)
+        .retention_in_days(2)
+        .send()
+        .await;
     assert_eq!(refusal(bad_days).0, "InvalidParameterException");
 }
 
@@ -592,7 +682,9 @@ async fn emulator_reads_back_as_documented() {
     let (emulator, _control) = start(emulator_with_stream()).await;
     let client = sdk(emulator.url());
     let base = now_ms() - HOUR;
-    let events: Vec<InputLogEvent> = (0..10).map(|i| log_event(base + i * 1_000, &format!("event {i}"))).collect();
+    let events: Vec<InputLogEvent> = (0..10)
+        .map(|i| log_event(base + i * 1_000, &format!("event {i}")))
+        .collect();
     client
         .put_log_events()
         .log_group_name(GROUP)
@@ -605,9 +697,16 @@ async fn emulator_reads_back_as_documented() {
 
     let newest = get().limit(3).send().await.expect("get");
     let messages = |o: &aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsOutput| {
-        o.events().iter().filter_map(|e| e.message().map(str::to_string)).collect::<Vec<_>>()
+        o.events()
+            .iter()
+            .filter_map(|e| e.message().map(str::to_string))
+            .collect::<Vec<_>>()
     };
-    assert_eq!(messages(&newest), ["event 7", "event 8", "event 9"], "startFromHead defaults to false");
+    assert_eq!(
+        messages(&newest),
+        ["event 7", "event 8", "event 9"],
+        "startFromHead defaults to false"
+    );
     let oldest = get().limit(4).start_from_head(true).send().await.expect("get");
     assert_eq!(messages(&oldest), ["event 0", "event 1", "event 2", "event 3"]);
     let token = oldest.next_forward_token().expect("forward token").to_string();
@@ -619,7 +718,11 @@ async fn emulator_reads_back_as_documented() {
     token = last.next_forward_token().expect("token").to_string();
     let end = get().limit(4).next_token(&token).send().await.expect("get");
     assert!(end.events().is_empty());
-    assert_eq!(end.next_forward_token(), Some(token.as_str()), "the same token at the end");
+    assert_eq!(
+        end.next_forward_token(),
+        Some(token.as_str()),
+        "the same token at the end"
+    );
     let back = get()
         .limit(2)
         .next_token(end.next_backward_token().expect("backward"))
@@ -634,15 +737,32 @@ async fn emulator_reads_back_as_documented() {
         .send()
         .await
         .expect("get");
-    assert_eq!(messages(&window), ["event 2", "event 3", "event 4"], "start inclusive, end exclusive");
+    assert_eq!(
+        messages(&window),
+        ["event 2", "event 3", "event 4"],
+        "start inclusive, end exclusive"
+    );
     assert!(window.events().iter().all(|e| e.ingestion_time().is_some()));
 
     let filter = || client.filter_log_events().log_group_name(GROUP);
-    let both = filter().log_stream_names(STREAM).log_stream_name_prefix("t").send().await;
+    let both = filter()
+        .log_stream_names(STREAM)
+        .log_stream_name_prefix("t")
+        .send()
+        .await;
     assert_eq!(refusal(both).0, "InvalidParameterException");
-    let page = filter().start_time(base + 2_000).end_time(base + 5_000).limit(2).send().await.expect("filter");
+    let page = filter()
+        .start_time(base + 2_000)
+        .end_time(base + 5_000)
+        .limit(2)
+        .send()
+        .await
+        .expect("filter");
     let texts = |o: &aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsOutput| {
-        o.events().iter().filter_map(|e| e.message().map(str::to_string)).collect::<Vec<_>>()
+        o.events()
+            .iter()
+            .filter_map(|e| e.message().map(str::to_string))
+            .collect::<Vec<_>>()
     };
     assert_eq!(texts(&page), ["event 2", "event 3"], "oldest first");
     let rest = filter()
@@ -655,10 +775,19 @@ async fn emulator_reads_back_as_documented() {
         .expect("filter");
     assert_eq!(texts(&rest), ["event 4", "event 5"], "both ends inclusive");
     assert!(rest.next_token().is_none(), "absent when done");
-    assert!(rest.events().iter().all(|e| e.event_id().is_some() && e.log_stream_name() == Some(STREAM)));
+    assert!(rest
+        .events()
+        .iter()
+        .all(|e| e.event_id().is_some() && e.log_stream_name() == Some(STREAM)));
     let matched = filter().filter_pattern("\"event 7\"").send().await.expect("filter");
     assert_eq!(texts(&matched), ["event 7"]);
-    let both_groups = client.get_log_events().log_group_name(GROUP).log_group_identifier(GROUP).log_stream_name(STREAM).send().await;
+    let both_groups = client
+        .get_log_events()
+        .log_group_name(GROUP)
+        .log_group_identifier(GROUP)
+        .log_stream_name(STREAM)
+        .send()
+        .await;
     assert_eq!(refusal(both_groups).0, "InvalidParameterException");
 }
 
@@ -738,7 +867,11 @@ async fn demo_delivers_to_cloudwatch_and_prints_the_summary() {
     .expect("task")
     .expect("demo runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let line = stdout
         .lines()
         .find(|l| l.contains("delivered to CloudWatch Logs:"))
@@ -806,8 +939,15 @@ async fn check_against(cloudwatch: CloudWatchEmulatorConfig) -> (std::process::O
 async fn check_proves_credentials_and_access_with_describe_log_streams() {
     let (output, emulator) = check_against(emulator_config()).await;
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("ok      cloudwatch:") && stdout.contains("will create it"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("ok      cloudwatch:") && stdout.contains("will create it"),
+        "{stdout}"
+    );
     let stats = Control::new(emulator.url()).get("_emulator/stats").await;
     assert_eq!(stats["requests"]["DescribeLogStreams"], 1);
     assert_eq!(stats["stored_events"], 0, "check writes nothing");
@@ -817,5 +957,8 @@ async fn check_proves_credentials_and_access_with_describe_log_streams() {
     let (output, _emulator) = check_against(denied).await;
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(!output.status.success(), "{stdout}");
-    assert!(stdout.contains("FAILED  cloudwatch:") && stdout.contains("AccessDeniedException"), "{stdout}");
+    assert!(
+        stdout.contains("FAILED  cloudwatch:") && stdout.contains("AccessDeniedException"),
+        "{stdout}"
+    );
 }

@@ -180,7 +180,15 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
     let db = args.db.clone().unwrap_or_else(|| temp.path().join("demo.db"));
-    let config = demo_config(&client_id, &client_secret, falcon.url(), destination.url(), args.sink, &wasm, &db)?;
+    let config = demo_config(
+        &client_id,
+        &client_secret,
+        falcon.url(),
+        destination.url(),
+        args.sink,
+        &wasm,
+        &db,
+    )?;
     let expected = expected_ids(&config, &falcon).await?;
     println!(
         "{} events generated; {} are audit events to deliver",
@@ -205,9 +213,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let total: usize = stored.values().map(|n| *n as usize).sum();
     let twice = stored.values().filter(|n| **n > 1).count();
     let p = &metrics.pipeline;
-    let dead = metrics.publisher.as_ref().map_or(0, |c| c.dead_lettered.get())
-        + p.transform_failures.get()
-        + p.rejected.get();
+    let dead =
+        metrics.publisher.as_ref().map_or(0, |c| c.dead_lettered.get()) + p.transform_failures.get() + p.rejected.get();
     println!();
     println!("summary");
     println!("  events read from Falcon:   {}", p.read.get());

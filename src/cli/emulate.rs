@@ -43,7 +43,10 @@ pub async fn run(which: Which) -> Result<()> {
             println!("cloudwatch logs emulator listening on {}", emulator.url());
             for (name, group) in crate::emulate::lock(&emulator.state.groups).iter() {
                 let streams: Vec<&String> = group.streams.keys().collect();
-                println!("log group: {name} (retention {:?} days, streams {streams:?})", group.retention_days);
+                println!(
+                    "log group: {name} (retention {:?} days, streams {streams:?})",
+                    group.retention_days
+                );
             }
             println!("inspection API: {}_emulator/stats", emulator.url());
             wait_for_ctrl_c().await;

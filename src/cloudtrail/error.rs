@@ -133,10 +133,22 @@ mod tests {
     #[test]
     fn event_failures() {
         assert!(matches!(classify_event("Throttling", "m"), EventResult::Retry { .. }));
-        assert!(matches!(classify_event("InternalFailure", "m"), EventResult::Retry { .. }));
-        assert!(matches!(classify_event("InvalidChecksum", "m"), EventResult::RetryOnce { .. }));
-        assert!(matches!(classify_event("FieldTooLong", "m"), EventResult::DeadLetter { .. }));
-        assert!(matches!(classify_event("SomethingNew", "m"), EventResult::DeadLetter { .. }));
+        assert!(matches!(
+            classify_event("InternalFailure", "m"),
+            EventResult::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_event("InvalidChecksum", "m"),
+            EventResult::RetryOnce { .. }
+        ));
+        assert!(matches!(
+            classify_event("FieldTooLong", "m"),
+            EventResult::DeadLetter { .. }
+        ));
+        assert!(matches!(
+            classify_event("SomethingNew", "m"),
+            EventResult::DeadLetter { .. }
+        ));
         match classify_event("AccountNotSubscribed", "m") {
             EventResult::Fatal(f) => assert!(f.to_string().contains("closed to new customers")),
             other => panic!("{other:?}"),

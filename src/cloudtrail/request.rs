@@ -133,7 +133,10 @@ mod tests {
         };
         assert_eq!(code(prepare(submitted("has space", "{}"), "1")), "InvalidId");
         assert_eq!(code(prepare(submitted("a", "nope"), "1")), "InvalidData");
-        assert_eq!(code(prepare(submitted("a", "{\"version\":\"1.0\"}"), "1")), "FieldNotFound");
+        assert_eq!(
+            code(prepare(submitted("a", "{\"version\":\"1.0\"}"), "1")),
+            "FieldNotFound"
+        );
     }
 
     #[test]

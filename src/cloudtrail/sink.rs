@@ -9,7 +9,9 @@ use aws_credential_types::Credentials;
 use crate::cloudtrail::config::CloudTrailConfig;
 use crate::cloudtrail::request;
 use crate::cloudtrail::service::CloudTrailService;
-use crate::publish::{BatchLimits, ConnectDestination, Destination, Prepared, PublishSettings, Refusal, SendFuture, Submitted};
+use crate::publish::{
+    BatchLimits, ConnectDestination, Destination, Prepared, PublishSettings, Refusal, SendFuture, Submitted,
+};
 
 /// `PutAuditEvents` to one channel.
 #[derive(Debug)]

@@ -94,10 +94,7 @@ const BOUNDS: Bounds = Bounds {
 
 /// True when `name` is a valid log group name: 1–512 of `[\.\-_/#A-Za-z0-9]`.
 pub fn is_valid_group_name(name: &str) -> bool {
-    (1..=512).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-_/#".contains(&b))
+    (1..=512).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_/#".contains(&b))
 }
 
 /// True when `name` is a valid log stream name: 1–512 characters, no `:` or `*`.
@@ -125,13 +122,22 @@ impl CloudWatchConfig {
     /// Checks values serde cannot; each error names its key.
     pub fn validate(&self) -> Result<()> {
         if !is_valid_group_name(&self.log_group) {
-            bail!("cloudwatch.log_group {:?} must be 1 to 512 characters of A-Z a-z 0-9 . - _ / #", self.log_group);
+            bail!(
+                "cloudwatch.log_group {:?} must be 1 to 512 characters of A-Z a-z 0-9 . - _ / #",
+                self.log_group
+            );
         }
         if self.log_group.starts_with("aws/") {
-            bail!("cloudwatch.log_group {:?}: names starting with aws/ are reserved for AWS", self.log_group);
+            bail!(
+                "cloudwatch.log_group {:?}: names starting with aws/ are reserved for AWS",
+                self.log_group
+            );
         }
         if !is_valid_stream_name(&self.log_stream) {
-            bail!("cloudwatch.log_stream {:?} must be 1 to 512 characters without : or *", self.log_stream);
+            bail!(
+                "cloudwatch.log_stream {:?} must be 1 to 512 characters without : or *",
+                self.log_stream
+            );
         }
         if let Some(days) = self.retention_days {
             if !RETENTION_DAYS.contains(&days) {
@@ -204,8 +210,7 @@ mod tests {
             ("region: US-EAST", "cloudwatch.region"),
             ("typo: 1", "cloudwatch.typo"),
         ] {
-            let mut map: serde_yaml::Mapping =
-                serde_yaml::from_str("log_group: g\nlog_stream: s\n").expect("yaml");
+            let mut map: serde_yaml::Mapping = serde_yaml::from_str("log_group: g\nlog_stream: s\n").expect("yaml");
             let extra: serde_yaml::Mapping = serde_yaml::from_str(extra).expect("yaml");
             map.extend(extra);
             let err = CloudWatchConfig::from_yaml(serde_yaml::Value::Mapping(map)).expect_err(key);

@@ -87,7 +87,12 @@ pub fn classify(target: Target<'_>, code: Option<&str>, message: &str, status: u
 /// are stored. The indices are the request's: `tooOldLogEventEndIndex` and
 /// `expiredLogEventEndIndex` end (exclusive) the rejected prefix,
 /// `tooNewLogEventStartIndex` starts (inclusive) the rejected suffix.
-pub fn per_event(count: usize, too_new_start: Option<i32>, too_old_end: Option<i32>, expired_end: Option<i32>) -> Vec<EventResult> {
+pub fn per_event(
+    count: usize,
+    too_new_start: Option<i32>,
+    too_old_end: Option<i32>,
+    expired_end: Option<i32>,
+) -> Vec<EventResult> {
     let index = |i: Option<i32>| i.and_then(|i| usize::try_from(i).ok());
     let (too_new_start, too_old_end, expired_end) = (index(too_new_start), index(too_old_end), index(expired_end));
     (0..count)
@@ -101,7 +106,10 @@ pub fn per_event(count: usize, too_new_start: Option<i32>, too_old_end: Option<i
             } else if too_old_end.is_some_and(|end| i < end) {
                 dead("TooOldLogEvent", "older than 14 days (tooOldLogEventEndIndex)")
             } else if expired_end.is_some_and(|end| i < end) {
-                dead("ExpiredLogEvent", "older than the log group's retention (expiredLogEventEndIndex)")
+                dead(
+                    "ExpiredLogEvent",
+                    "older than the log group's retention (expiredLogEventEndIndex)",
+                )
             } else {
                 EventResult::Stored(None)
             }
@@ -131,11 +139,21 @@ mod tests {
             Answer::Failure(RequestFailure::Transient { throttled: false, .. })
         ));
         assert_eq!(
-            classify(TARGET, Some("ResourceNotFoundException"), "The specified log stream does not exist.", 400),
+            classify(
+                TARGET,
+                Some("ResourceNotFoundException"),
+                "The specified log stream does not exist.",
+                400
+            ),
             Answer::Missing(Missing::Stream)
         );
         assert_eq!(
-            classify(TARGET, Some("ResourceNotFoundException"), "The specified log group does not exist.", 400),
+            classify(
+                TARGET,
+                Some("ResourceNotFoundException"),
+                "The specified log group does not exist.",
+                400
+            ),
             Answer::Missing(Missing::Group)
         );
         match classify(TARGET, Some("AccessDeniedException"), "User: x is not authorized", 400) {
@@ -174,6 +192,8 @@ mod tests {
                 "TooNewLogEvent"
             ]
         );
-        assert!(per_event(3, None, None, None).iter().all(|r| *r == EventResult::Stored(None)));
+        assert!(per_event(3, None, None, None)
+            .iter()
+            .all(|r| *r == EventResult::Stored(None)));
     }
 }

@@ -86,7 +86,10 @@ pub fn prepare(event: Submitted<'_>, rules: GroupRules, now: i64) -> Result<Prep
     };
     let message = event.event_data;
     if message.is_empty() {
-        return Err(dead("EmptyMessage", "CloudWatch Logs refuses empty messages".to_string()));
+        return Err(dead(
+            "EmptyMessage",
+            "CloudWatch Logs refuses empty messages".to_string(),
+        ));
     }
     let size = message.len() + EVENT_OVERHEAD;
     if size > MAX_BATCH_BYTES {
@@ -185,21 +188,44 @@ mod tests {
     #[test]
     fn timestamps_come_from_the_event_then_the_record_then_now() {
         let ocsf = format!("{{\"class_uid\":3002,\"time\":{}}}", NOW - HOUR);
-        assert_eq!(code(prepare(submitted(&ocsf, Some(1)), NO_RULES, NOW)), format!("ok {}", NOW - HOUR));
+        assert_eq!(
+            code(prepare(submitted(&ocsf, Some(1)), NO_RULES, NOW)),
+            format!("ok {}", NOW - HOUR)
+        );
         let oae = "{\"eventTime\":\"2027-01-15T08:00:00Z\",\"UID\":\"x\"}";
         assert_eq!(event_time_ms(oae), Some(1_800_000_000_000));
-        assert_eq!(event_time_ms("{\"time\":\"not a number\",\"eventTime\":\"1970-01-01T00:00:01Z\"}"), Some(1000));
-        assert_eq!(code(prepare(submitted("plain text", Some(NOW - 2 * HOUR)), NO_RULES, NOW)), format!("ok {}", NOW - 2 * HOUR));
-        assert_eq!(code(prepare(submitted("plain text", None), NO_RULES, NOW)), format!("ok {NOW}"));
+        assert_eq!(
+            event_time_ms("{\"time\":\"not a number\",\"eventTime\":\"1970-01-01T00:00:01Z\"}"),
+            Some(1000)
+        );
+        assert_eq!(
+            code(prepare(submitted("plain text", Some(NOW - 2 * HOUR)), NO_RULES, NOW)),
+            format!("ok {}", NOW - 2 * HOUR)
+        );
+        assert_eq!(
+            code(prepare(submitted("plain text", None), NO_RULES, NOW)),
+            format!("ok {NOW}")
+        );
     }
 
     #[test]
     fn refuses_what_cloudwatch_would_refuse() {
         let at = |ms: i64| format!("{{\"time\":{ms}}}");
-        assert_eq!(code(prepare(submitted(&at(NOW - 15 * 24 * HOUR), None), NO_RULES, NOW)), "TooOld");
-        assert_eq!(code(prepare(submitted(&at(NOW + 3 * HOUR), None), NO_RULES, NOW)), "TooNew");
-        let week = GroupRules { retention_days: Some(7) };
-        assert_eq!(code(prepare(submitted(&at(NOW - 8 * 24 * HOUR), None), week, NOW)), "Expired");
+        assert_eq!(
+            code(prepare(submitted(&at(NOW - 15 * 24 * HOUR), None), NO_RULES, NOW)),
+            "TooOld"
+        );
+        assert_eq!(
+            code(prepare(submitted(&at(NOW + 3 * HOUR), None), NO_RULES, NOW)),
+            "TooNew"
+        );
+        let week = GroupRules {
+            retention_days: Some(7),
+        };
+        assert_eq!(
+            code(prepare(submitted(&at(NOW - 8 * 24 * HOUR), None), week, NOW)),
+            "Expired"
+        );
         assert!(code(prepare(submitted(&at(NOW - 6 * 24 * HOUR), None), week, NOW)).starts_with("ok"));
         assert_eq!(code(prepare(submitted("", None), NO_RULES, NOW)), "EmptyMessage");
         let big = "x".repeat(MAX_BATCH_BYTES - EVENT_OVERHEAD + 1);
@@ -219,7 +245,14 @@ mod tests {
 
     #[test]
     fn sorts_and_cuts_at_24_hours() {
-        let events = [at(5 * HOUR), at(0), at(30 * HOUR), at(24 * HOUR), at(24 * HOUR + 1), at(0)];
+        let events = [
+            at(5 * HOUR),
+            at(0),
+            at(30 * HOUR),
+            at(24 * HOUR),
+            at(24 * HOUR + 1),
+            at(0),
+        ];
         let refs: Vec<&Prepared> = events.iter().collect();
         let requests = plan(&refs);
         assert_eq!(requests, vec![vec![1, 5, 0, 3], vec![4, 2]]);

@@ -163,7 +163,12 @@ impl CloudWatchService {
             .collect::<Result<Vec<_>>>()
             .map_err(|e| {
                 let target = self.target("PutLogEvents");
-                RequestFailure::Fatal(fatal(target, "InternalError", &format!("{e:#}"), "report this as a bug".into()))
+                RequestFailure::Fatal(fatal(
+                    target,
+                    "InternalError",
+                    &format!("{e:#}"),
+                    "report this as a bug".into(),
+                ))
             })?;
         match self.put_once(entries.clone()).await {
             Err(Answer::Missing(missing)) => {

@@ -9,7 +9,9 @@ use aws_credential_types::Credentials;
 use crate::cloudwatch::config::CloudWatchConfig;
 use crate::cloudwatch::request;
 use crate::cloudwatch::service::CloudWatchService;
-use crate::publish::{BatchLimits, ConnectDestination, Destination, Prepared, PublishSettings, Refusal, SendFuture, Submitted};
+use crate::publish::{
+    BatchLimits, ConnectDestination, Destination, Prepared, PublishSettings, Refusal, SendFuture, Submitted,
+};
 
 /// `PutLogEvents` to one log stream.
 #[derive(Debug)]

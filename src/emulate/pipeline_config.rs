@@ -136,7 +136,10 @@ mod tests {
         };
         let config = parse(&emulated.yaml());
         assert_eq!(config.falcon.app_id, "test-app");
-        assert_eq!(config.destination.settings().linger, std::time::Duration::from_millis(20));
+        assert_eq!(
+            config.destination.settings().linger,
+            std::time::Duration::from_millis(20)
+        );
         assert!(config.metrics.address.is_some());
         let cloudwatch = EmulatedCloudWatch {
             url: &cloudtrail,
@@ -146,6 +149,9 @@ mod tests {
         };
         let config = parse(&emulated.yaml_with_cloudwatch(&cloudwatch));
         assert_eq!(config.destination.section(), "cloudwatch");
-        assert_eq!(config.destination.settings().linger, std::time::Duration::from_millis(30));
+        assert_eq!(
+            config.destination.settings().linger,
+            std::time::Duration::from_millis(30)
+        );
     }
 }

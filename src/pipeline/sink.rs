@@ -18,12 +18,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::publish::{FatalError, Outcome, PublishItem, Publisher, Settlement};
 use crate::config::sections::SinkConfig;
 use crate::pipeline::deadletter::{DeadLetter, Origin, Stage};
 use crate::pipeline::metrics::PipelineMetrics;
 use crate::pipeline::offsets::{max_per_partition, OffsetTracker};
 use crate::pipeline::source::append_until_done;
+use crate::publish::{FatalError, Outcome, PublishItem, Publisher, Settlement};
 use crate::topic::{OffsetCommitter, TopicInspect, TopicReader, TopicRecord, TopicWriter};
 use crate::transform::{ChainOutput, InputRecord, TransformChain};
 

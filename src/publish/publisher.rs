@@ -402,7 +402,8 @@ impl<T: Send + Sync + 'static> LoopState<T> {
                 }
                 EventResult::Retry { code, message } => {
                     publisher.metrics.event_retries.inc();
-                    self.retry_or_give_up(publisher, settled, pending, &code, &message).await;
+                    self.retry_or_give_up(publisher, settled, pending, &code, &message)
+                        .await;
                 }
                 EventResult::RetryOnce { code, message } if pending.attempts == 0 => {
                     tracing::warn!(id = %pending.event.id, %code, %message, "the service refused an event once; sending it again");
@@ -447,7 +448,8 @@ impl<T: Send + Sync + 'static> LoopState<T> {
                 }
                 publisher.metrics.request_retries.inc();
                 for pending in request {
-                    self.retry_or_give_up(publisher, settled, pending, &code, &message).await;
+                    self.retry_or_give_up(publisher, settled, pending, &code, &message)
+                        .await;
                 }
                 Ok(())
             }
@@ -455,8 +457,9 @@ impl<T: Send + Sync + 'static> LoopState<T> {
                 operation: publisher.destination.operation().to_string(),
                 code,
                 message,
-                advice: "the service refused a request of a single event as if it repeated itself; report this as a bug"
-                    .to_string(),
+                advice:
+                    "the service refused a request of a single event as if it repeated itself; report this as a bug"
+                        .to_string(),
             }),
             RequestFailure::OnePerRequest { code, message } => {
                 tracing::warn!(%code, %message, events = request.len(), "resending a request's events one per request");

@@ -178,7 +178,10 @@ mod tests {
         assert_eq!(settings.linger, Duration::from_secs(1));
         assert_eq!(settings.batch_max_bytes, 500_000);
         assert_eq!(settings.max_in_flight, 16, "a default");
-        assert_eq!(rest, serde_yaml::from_str::<serde_yaml::Value>("log_group: g").expect("yaml"));
+        assert_eq!(
+            rest,
+            serde_yaml::from_str::<serde_yaml::Value>("log_group: g").expect("yaml")
+        );
     }
 
     #[test]

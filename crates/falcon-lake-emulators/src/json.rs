@@ -108,7 +108,10 @@ mod tests {
         let mut w = ObjectWriter::new();
         w.string("s", "a\"b\\c\n\u{1}é").object("o", inner).raw("r", "[1,2]");
         let text = w.finish();
-        assert_eq!(text, "{\"s\":\"a\\\"b\\\\c\\n\\u0001é\",\"o\":{\"n\":-5,\"b\":true},\"r\":[1,2]}");
+        assert_eq!(
+            text,
+            "{\"s\":\"a\\\"b\\\\c\\n\\u0001é\",\"o\":{\"n\":-5,\"b\":true},\"r\":[1,2]}"
+        );
         let value: serde_json::Value = serde_json::from_str(&text).expect("json");
         assert_eq!(value["s"], "a\"b\\c\n\u{1}é");
         assert_eq!(ObjectWriter::new().finish(), "{}");

@@ -17,9 +17,18 @@ async fn every_emulator_refuses_a_non_loopback_listen_address() {
     let mut cloudwatch = CloudWatchEmulatorConfig::new("AKIA", "secret");
     cloudwatch.listen = REMOTE.parse().expect("addr");
     let errors = [
-        FalconEmulator::start(falcon.clone()).await.map(|_| ()).expect_err("falcon"),
-        CloudTrailEmulator::start(cloudtrail.clone()).await.map(|_| ()).expect_err("cloudtrail"),
-        CloudWatchEmulator::start(cloudwatch.clone()).await.map(|_| ()).expect_err("cloudwatch"),
+        FalconEmulator::start(falcon.clone())
+            .await
+            .map(|_| ())
+            .expect_err("falcon"),
+        CloudTrailEmulator::start(cloudtrail.clone())
+            .await
+            .map(|_| ())
+            .expect_err("cloudtrail"),
+        CloudWatchEmulator::start(cloudwatch.clone())
+            .await
+            .map(|_| ())
+            .expect_err("cloudwatch"),
     ];
     for err in errors {
         assert!(err.to_string().contains("--allow-remote"), "{err}");

@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 
 use crate::cloudtrail::config::CloudTrailFault;
 use crate::cloudtrail::schema::{check_event_data, is_audit_event_id, is_external_id};
-use crate::sigv4::{verify, SignedRequest};
 use crate::cloudtrail::state::{Channel, CloudTrailState, StoredRecord};
 use crate::lock;
+use crate::sigv4::{verify, SignedRequest};
 
 /// Shared handler state.
 pub type AppState = Arc<CloudTrailState>;
@@ -35,7 +35,9 @@ pub fn aws_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn request_id(response: &mut Response) {
-    response.headers_mut().insert("x-amzn-requestid", crate::aws::request_id());
+    response
+        .headers_mut()
+        .insert("x-amzn-requestid", crate::aws::request_id());
 }
 
 fn validation(message: &str) -> Response {

@@ -96,7 +96,10 @@ pub fn check_event_data(event_data: &str, strict: bool) -> Result<Value, Refusal
     }
     let time = string_field(object, "eventTime")?.unwrap_or_default();
     if crate::time::parse_utc(time).is_none() {
-        return Err(invalid("eventTime", "must be YYYY-MM-DDTHH:MM:SS UTC, e.g. 2030-01-01T00:00:00Z"));
+        return Err(invalid(
+            "eventTime",
+            "must be YYYY-MM-DDTHH:MM:SS UTC, e.g. 2030-01-01T00:00:00Z",
+        ));
     }
     for (field, limit) in OPTIONAL_STRINGS {
         if let Some(text) = string_field(object, field)? {
@@ -151,10 +154,7 @@ pub fn is_audit_event_id(id: &str) -> bool {
 /// The `externalId` shape: 2–1224 characters of `[\w+=,.@:\/-]`, where `\w` is
 /// ASCII (letters, digits, `_`), as in AWS's patterns.
 pub fn is_external_id(id: &str) -> bool {
-    (2..=1224).contains(&id.chars().count())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
+    (2..=1224).contains(&id.chars().count()) && id.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
 }
 
 #[cfg(test)]
@@ -189,16 +189,52 @@ mod tests {
             f(&mut v);
             v
         };
-        assert_eq!(code(&with(&|v| { v.as_object_mut().map(|o| o.remove("UID")); }), false), "FieldNotFound");
-        assert_eq!(code(&with(&|v| v["userIdentity"] = json!({"type": "User"})), false), "FieldNotFound");
-        assert_eq!(code(&with(&|v| v["version"] = json!("v".repeat(257))), false), "FieldTooLong");
-        assert_eq!(code(&with(&|v| v["version"] = json!("é".repeat(256))), false), "ok", "characters, not bytes");
-        assert_eq!(code(&with(&|v| v["eventTime"] = json!("2030-01-01T00:00:00.123Z")), false), "InvalidData");
-        assert_eq!(code(&with(&|v| v["eventTime"] = json!("2030-01-01T00:00:00")), false), "ok");
+        assert_eq!(
+            code(
+                &with(&|v| {
+                    v.as_object_mut().map(|o| o.remove("UID"));
+                }),
+                false
+            ),
+            "FieldNotFound"
+        );
+        assert_eq!(
+            code(&with(&|v| v["userIdentity"] = json!({"type": "User"})), false),
+            "FieldNotFound"
+        );
+        assert_eq!(
+            code(&with(&|v| v["version"] = json!("v".repeat(257))), false),
+            "FieldTooLong"
+        );
+        assert_eq!(
+            code(&with(&|v| v["version"] = json!("é".repeat(256))), false),
+            "ok",
+            "characters, not bytes"
+        );
+        assert_eq!(
+            code(&with(&|v| v["eventTime"] = json!("2030-01-01T00:00:00.123Z")), false),
+            "InvalidData"
+        );
+        assert_eq!(
+            code(&with(&|v| v["eventTime"] = json!("2030-01-01T00:00:00")), false),
+            "ok"
+        );
         assert_eq!(code(&with(&|v| v["sourceIPAddress"] = json!("")), false), "InvalidData");
-        assert_eq!(code(&with(&|v| v["sourceIPAddress"] = json!("2001:db8::1")), false), "ok");
-        assert_eq!(code(&with(&|v| v["additionalEventData"] = json!({"x": "a".repeat(28_000)})), false), "FieldTooLong");
-        assert_eq!(code(&with(&|v| v["requestParameters"] = json!([1])), false), "InvalidData");
+        assert_eq!(
+            code(&with(&|v| v["sourceIPAddress"] = json!("2001:db8::1")), false),
+            "ok"
+        );
+        assert_eq!(
+            code(
+                &with(&|v| v["additionalEventData"] = json!({"x": "a".repeat(28_000)})),
+                false
+            ),
+            "FieldTooLong"
+        );
+        assert_eq!(
+            code(&with(&|v| v["requestParameters"] = json!([1])), false),
+            "InvalidData"
+        );
         assert_eq!(code(&with(&|v| v["extra"] = json!(1)), false), "ok");
         assert_eq!(code(&with(&|v| v["extra"] = json!(1)), true), "InvalidData");
         assert_eq!(code(&json!([1]), false), "InvalidData");

@@ -14,7 +14,9 @@ use serde_json::{json, Map, Value};
 
 use crate::cloudwatch::config::CloudWatchFault;
 use crate::cloudwatch::state::{CloudWatchState, LogGroup, LogStream};
-use crate::cloudwatch::validate::{group_char, group_from_identifier, stream_char, Violations, GROUP_PATTERN, STREAM_PATTERN};
+use crate::cloudwatch::validate::{
+    group_char, group_from_identifier, stream_char, Violations, GROUP_PATTERN, STREAM_PATTERN,
+};
 use crate::cloudwatch::{put, read};
 use crate::lock;
 use crate::sigv4::{verify, SignedRequest};
@@ -70,7 +72,10 @@ impl ApiError {
 
     fn into_response(self) -> Response {
         let mut response = json_response(self.status, &json!({"__type": self.code, "message": self.message}));
-        if let Some(value) = self.retry_after_ms.and_then(|ms| HeaderValue::from_str(&ms.to_string()).ok()) {
+        if let Some(value) = self
+            .retry_after_ms
+            .and_then(|ms| HeaderValue::from_str(&ms.to_string()).ok())
+        {
             response.headers_mut().insert("x-amz-retry-after", value);
         }
         response
@@ -233,9 +238,9 @@ pub fn read_group(v: &mut Violations, body: &Map<String, Value>) -> Result<Optio
         (Some(_), Some(_)) => Err(ApiError::invalid(
             "LogGroup name and LogGroup identifier are mutually exclusive parameters.",
         )),
-        (None, None) if body.get("logGroupName").is_none() && body.get("logGroupIdentifier").is_none() => {
-            Err(ApiError::invalid("Either LogGroup name or LogGroup identifier must be specified."))
-        }
+        (None, None) if body.get("logGroupName").is_none() && body.get("logGroupIdentifier").is_none() => Err(
+            ApiError::invalid("Either LogGroup name or LogGroup identifier must be specified."),
+        ),
         (Some(name), None) => Ok(Some(name.to_string())),
         (None, Some(identifier)) => Ok(Some(group_from_identifier(identifier).to_string())),
         (None, None) => Ok(None),
@@ -248,7 +253,9 @@ fn create_log_group(state: &CloudWatchState, body: &Map<String, Value>) -> Resul
     v.finish()?;
     let name = name.unwrap_or_default();
     if name.starts_with("aws/") {
-        return Err(ApiError::invalid("Log group names starting with aws/ are reserved for AWS."));
+        return Err(ApiError::invalid(
+            "Log group names starting with aws/ are reserved for AWS.",
+        ));
     }
     let mut groups = lock(&state.groups);
     if groups.contains_key(name) {
@@ -300,7 +307,11 @@ fn put_retention_policy(state: &CloudWatchState, body: &Map<String, Value>) -> R
     let group = group_name(&mut v, body);
     let days = body.get("retentionInDays").and_then(Value::as_u64);
     if days.is_none() {
-        v.push(body.get("retentionInDays"), "retentionInDays", "Member must not be null");
+        v.push(
+            body.get("retentionInDays"),
+            "retentionInDays",
+            "Member must not be null",
+        );
     }
     v.finish()?;
     let days = days.and_then(|d| u32::try_from(d).ok()).unwrap_or(0);
@@ -310,7 +321,9 @@ fn put_retention_policy(state: &CloudWatchState, body: &Map<String, Value>) -> R
         )));
     }
     let mut groups = lock(&state.groups);
-    let group = groups.get_mut(group.unwrap_or_default()).ok_or_else(ApiError::no_group)?;
+    let group = groups
+        .get_mut(group.unwrap_or_default())
+        .ok_or_else(ApiError::no_group)?;
     group.retention_days = Some(days);
     Ok(json!({}))
 }
@@ -366,8 +379,15 @@ fn describe_log_groups(state: &CloudWatchState, body: &Map<String, Value>, regio
 fn describe_log_streams(state: &CloudWatchState, body: &Map<String, Value>, region: &str) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let group = read_group(&mut v, body);
-    let prefix = v.optional_string(body, "logStreamNamePrefix", (1, 512), Some((STREAM_PATTERN, stream_char)));
-    let order_by = v.optional_string(body, "orderBy", (1, 64), None).unwrap_or("LogStreamName");
+    let prefix = v.optional_string(
+        body,
+        "logStreamNamePrefix",
+        (1, 512),
+        Some((STREAM_PATTERN, stream_char)),
+    );
+    let order_by = v
+        .optional_string(body, "orderBy", (1, 64), None)
+        .unwrap_or("LogStreamName");
     let descending = v.optional_bool(body, "descending").unwrap_or(false);
     let limit = v.optional_int(body, "limit", 1, 50).unwrap_or(50);
     v.finish()?;

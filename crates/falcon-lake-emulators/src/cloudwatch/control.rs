@@ -126,7 +126,10 @@ pub async fn add_fault(
 /// `POST /_emulator/clock` with `{"offset_ms": N}`: the emulator's clock (for
 /// the age rules) runs N ms ahead of the real one (behind when negative).
 pub async fn clock(State(state): State<AppState>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["offset_ms"].as_i64()) {
+    match serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["offset_ms"].as_i64())
+    {
         Some(offset) => {
             state.set_clock_offset(offset);
             axum::Json(json!({"offset_ms": offset, "now_ms": state.now_ms()})).into_response()

@@ -69,7 +69,11 @@ fn parse_events(body: &Map<String, Value>, v: &mut Violations) -> Vec<Incoming> 
         }
     };
     if list.is_empty() {
-        v.push(body.get("logEvents"), "logEvents", "Member must have length greater than or equal to 1");
+        v.push(
+            body.get("logEvents"),
+            "logEvents",
+            "Member must have length greater than or equal to 1",
+        );
     }
     if list.len() > MAX_EVENTS {
         v.push(
@@ -85,13 +89,21 @@ fn parse_events(body: &Map<String, Value>, v: &mut Violations) -> Vec<Incoming> 
         let timestamp = item.get("timestamp").and_then(Value::as_i64);
         match timestamp {
             None => v.push(item.get("timestamp"), &path("timestamp"), "Member must not be null"),
-            Some(t) if t < 0 => v.push(item.get("timestamp"), &path("timestamp"), "Member must have value greater than or equal to 0"),
+            Some(t) if t < 0 => v.push(
+                item.get("timestamp"),
+                &path("timestamp"),
+                "Member must have value greater than or equal to 0",
+            ),
             Some(_) => {}
         }
         let message = item.get("message").and_then(Value::as_str);
         match message {
             None => v.push(item.get("message"), &path("message"), "Member must not be null"),
-            Some("") => v.push(item.get("message"), &path("message"), "Member must have length greater than or equal to 1"),
+            Some("") => v.push(
+                item.get("message"),
+                &path("message"),
+                "Member must have length greater than or equal to 1",
+            ),
             Some(_) => {}
         }
         if let (Some(timestamp), Some(message)) = (timestamp, message) {
@@ -149,7 +161,10 @@ fn before_storing(state: &CloudWatchState) -> Result<(), ApiError> {
         return Err(error);
     }
     if state.chance(rates.http503) {
-        let mut error = ApiError::new("ServiceUnavailableException", "The service cannot complete the request.");
+        let mut error = ApiError::new(
+            "ServiceUnavailableException",
+            "The service cannot complete the request.",
+        );
         error.status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
         return Err(error);
     }
@@ -200,7 +215,9 @@ pub async fn put_log_events(state: &CloudWatchState, body: &Map<String, Value>) 
         (rejected, valid.len())
     };
     count_rejected(state, rejected, events.len(), count);
-    if let Some(CloudWatchFault::Slow { millis }) = state.take_fault("PutLogEvents", |f| matches!(f, CloudWatchFault::Slow { .. })) {
+    if let Some(CloudWatchFault::Slow { millis }) =
+        state.take_fault("PutLogEvents", |f| matches!(f, CloudWatchFault::Slow { .. }))
+    {
         tokio::time::sleep(Duration::from_millis(millis)).await;
     } else if state.chance(state.config.request_failures.slow) {
         tokio::time::sleep(Duration::from_millis(state.config.slow_ms)).await;
@@ -264,7 +281,10 @@ mod tests {
         let nothing = classify(&[NOW], NOW, None);
         assert_eq!(reply(nothing, 1, 1).get("rejectedLogEventsInfo"), None);
         let info = &reply(classify(&batch, NOW, Some(7)), batch.len(), 1)["rejectedLogEventsInfo"];
-        assert_eq!(info, &json!({"tooOldLogEventEndIndex": 2, "expiredLogEventEndIndex": 3, "tooNewLogEventStartIndex": 6}));
+        assert_eq!(
+            info,
+            &json!({"tooOldLogEventEndIndex": 2, "expiredLogEventEndIndex": 3, "tooNewLogEventStartIndex": 6})
+        );
     }
 
     #[test]
@@ -273,12 +293,21 @@ mod tests {
             timestamp,
             message: "x".repeat(len),
         };
-        assert!(check_sizes(&[event(1, 10), event(1, 10), event(2, 10)]).is_ok(), "equal timestamps are in order");
+        assert!(
+            check_sizes(&[event(1, 10), event(1, 10), event(2, 10)]).is_ok(),
+            "equal timestamps are in order"
+        );
         let unordered = check_sizes(&[event(2, 10), event(1, 10)]).expect_err("order");
         assert!(unordered.message.contains("chronological order"));
         let fits = MAX_BATCH_BYTES / 2 - EVENT_OVERHEAD;
-        assert!(check_sizes(&[event(1, fits), event(1, fits)]).is_ok(), "exactly 1,048,576 bytes");
+        assert!(
+            check_sizes(&[event(1, fits), event(1, fits)]).is_ok(),
+            "exactly 1,048,576 bytes"
+        );
         assert!(check_sizes(&[event(1, fits), event(1, fits + 1)]).is_err());
-        assert!(check_sizes(&[event(1, MAX_EVENT_BYTES)]).expect_err("big").message.contains("too large"));
+        assert!(check_sizes(&[event(1, MAX_EVENT_BYTES)])
+            .expect_err("big")
+            .message
+            .contains("too large"));
     }
 }

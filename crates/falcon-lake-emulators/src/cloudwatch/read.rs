@@ -48,7 +48,9 @@ pub fn get_log_events(state: &CloudWatchState, body: &Map<String, Value>) -> Res
     let end_time = v.optional_int(body, "endTime", 0, i64::MAX);
     let limit = v.optional_int(body, "limit", 1, MAX_LIMIT);
     let from_head = v.optional_bool(body, "startFromHead").unwrap_or(false);
-    let token = v.optional_string(body, "nextToken", (1, 4096), None).map(str::to_string);
+    let token = v
+        .optional_string(body, "nextToken", (1, 4096), None)
+        .map(str::to_string);
     v.finish()?;
     let group = group?.unwrap_or_default();
     let groups = lock(&state.groups);
@@ -97,12 +99,19 @@ pub fn filter_log_events(state: &CloudWatchState, body: &Map<String, Value>) -> 
     let mut v = Violations::default();
     let group = read_group(&mut v, body);
     let names = stream_names(&mut v, body);
-    let prefix = v.optional_string(body, "logStreamNamePrefix", (1, 512), Some((STREAM_PATTERN, stream_char)));
+    let prefix = v.optional_string(
+        body,
+        "logStreamNamePrefix",
+        (1, 512),
+        Some((STREAM_PATTERN, stream_char)),
+    );
     let start_time = v.optional_int(body, "startTime", 0, i64::MAX);
     let end_time = v.optional_int(body, "endTime", 0, i64::MAX);
     let pattern = v.optional_string(body, "filterPattern", (0, 1024), None).unwrap_or("");
     let limit = v.optional_int(body, "limit", 1, MAX_LIMIT).unwrap_or(MAX_LIMIT);
-    let token = v.optional_string(body, "nextToken", (1, 4096), None).map(str::to_string);
+    let token = v
+        .optional_string(body, "nextToken", (1, 4096), None)
+        .map(str::to_string);
     v.optional_bool(body, "interleaved");
     v.optional_bool(body, "startFromHead");
     v.finish()?;
@@ -214,10 +223,13 @@ impl Pattern {
     fn matches(&self, message: &str) -> bool {
         match self {
             Self::Terms { include, exclude } => {
-                include.iter().all(|t| message.contains(t.as_str())) && !exclude.iter().any(|t| message.contains(t.as_str()))
+                include.iter().all(|t| message.contains(t.as_str()))
+                    && !exclude.iter().any(|t| message.contains(t.as_str()))
             }
             Self::Json(conditions) => {
-                let Ok(value) = serde_json::from_str::<Value>(message) else { return false };
+                let Ok(value) = serde_json::from_str::<Value>(message) else {
+                    return false;
+                };
                 conditions.iter().all(|(path, equal, expected)| {
                     let found = path.iter().try_fold(&value, |v, key| v.get(key));
                     (found == Some(expected)) == *equal

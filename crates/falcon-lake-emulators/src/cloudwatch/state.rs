@@ -190,11 +190,7 @@ impl CloudWatchState {
     }
 
     /// Takes the first queued fault for `operation` that `matches`.
-    pub fn take_fault(
-        &self,
-        operation: &str,
-        matches: impl Fn(&CloudWatchFault) -> bool,
-    ) -> Option<CloudWatchFault> {
+    pub fn take_fault(&self, operation: &str, matches: impl Fn(&CloudWatchFault) -> bool) -> Option<CloudWatchFault> {
         let mut faults = lock(&self.faults);
         let index = faults.iter().position(|f| f.applies_to(operation) && matches(f))?;
         faults.remove(index)

@@ -88,14 +88,26 @@ impl Violations {
     ) {
         let length = text.chars().count();
         if length < min {
-            self.push(value, path, &format!("Member must have length greater than or equal to {min}"));
+            self.push(
+                value,
+                path,
+                &format!("Member must have length greater than or equal to {min}"),
+            );
         }
         if length > max {
-            self.push(value, path, &format!("Member must have length less than or equal to {max}"));
+            self.push(
+                value,
+                path,
+                &format!("Member must have length less than or equal to {max}"),
+            );
         }
         if let Some((pattern, allowed)) = pattern {
             if !text.chars().all(allowed) {
-                self.push(value, path, &format!("Member must satisfy regular expression pattern: {pattern}"));
+                self.push(
+                    value,
+                    path,
+                    &format!("Member must satisfy regular expression pattern: {pattern}"),
+                );
             }
         }
     }
@@ -108,10 +120,18 @@ impl Violations {
             return None;
         };
         if n < min {
-            self.push(Some(value), path, &format!("Member must have value greater than or equal to {min}"));
+            self.push(
+                Some(value),
+                path,
+                &format!("Member must have value greater than or equal to {min}"),
+            );
         }
         if n > max {
-            self.push(Some(value), path, &format!("Member must have value less than or equal to {max}"));
+            self.push(
+                Some(value),
+                path,
+                &format!("Member must have value less than or equal to {max}"),
+            );
         }
         Some(n)
     }
@@ -152,7 +172,10 @@ mod tests {
 
     #[test]
     fn messages_use_aws_wording() {
-        let body = json!({"logGroupName": "a b", "limit": 0}).as_object().cloned().unwrap_or_default();
+        let body = json!({"logGroupName": "a b", "limit": 0})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let mut v = Violations::default();
         v.string(&body, "logGroupName", (1, 512), Some((GROUP_PATTERN, group_char)));
         v.string(&body, "logStreamName", (1, 512), Some((STREAM_PATTERN, stream_char)));
@@ -166,7 +189,10 @@ mod tests {
     #[test]
     fn identifiers_are_names_or_arns() {
         assert_eq!(group_from_identifier("/falcon/audit"), "/falcon/audit");
-        assert_eq!(group_from_identifier("arn:aws:logs:us-east-1:1:log-group:/falcon/audit:*"), "/falcon/audit");
+        assert_eq!(
+            group_from_identifier("arn:aws:logs:us-east-1:1:log-group:/falcon/audit:*"),
+            "/falcon/audit"
+        );
         assert_eq!(group_from_identifier("arn:aws:logs:us-east-1:1:log-group:g"), "g");
     }
 }

@@ -231,10 +231,9 @@ pub struct EmulatorState {
 impl EmulatorState {
     /// Empty state for `config`.
     pub fn new(config: FalconEmulatorConfig) -> Self {
-        let generator =
-            Generator::new(config.seed, config.cid.clone(), config.mix)
-                .with_min_bytes(config.min_event_bytes)
-                .with_base_time(config.base_time);
+        let generator = Generator::new(config.seed, config.cid.clone(), config.mix)
+            .with_min_bytes(config.min_event_bytes)
+            .with_base_time(config.base_time);
         let partitions = (0..config.partitions.max(1))
             .map(|_| PartitionLog::new(config.first_offset))
             .collect();
