@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
 fn message(i: u64, time_ms: i64) -> String {
     serde_json::json!({
         "class_uid": 3002, "category_uid": 3, "activity_id": 1, "type_uid": 300201, "severity_id": 1,
-        "status_id": if i % 7 == 0 { 2 } else { 1 },
+        "status_id": if i.is_multiple_of(7) { 2 } else { 1 },
         "time": time_ms,
         "metadata": {"uid": format!("0123456789abcdef_0_{i}"), "version": "1.5.0",
                      "product": {"name": "Falcon", "vendor_name": "CrowdStrike"}},

@@ -11,6 +11,9 @@ pub const GROUP_PATTERN: &str = "[\\.\\-_/#A-Za-z0-9]+";
 /// Log stream names: `[^:*]*`.
 pub const STREAM_PATTERN: &str = "[^:*]*";
 
+/// A pattern constraint: its text as AWS prints it, and the characters it allows.
+pub type Pattern<'a> = Option<(&'a str, fn(char) -> bool)>;
+
 /// The violations found in one request.
 #[derive(Debug, Default)]
 pub struct Violations(Vec<String>);
@@ -50,7 +53,7 @@ impl Violations {
         body: &'a Map<String, Value>,
         path: &str,
         (min, max): (usize, usize),
-        pattern: Option<(&str, fn(char) -> bool)>,
+        pattern: Pattern<'_>,
     ) -> Option<&'a str> {
         let value = body.get(path);
         let Some(text) = value.and_then(Value::as_str) else {
@@ -67,7 +70,7 @@ impl Violations {
         body: &'a Map<String, Value>,
         path: &str,
         (min, max): (usize, usize),
-        pattern: Option<(&str, fn(char) -> bool)>,
+        pattern: Pattern<'_>,
     ) -> Option<&'a str> {
         let value = body.get(path).filter(|v| !v.is_null())?;
         let Some(text) = value.as_str() else {
@@ -84,7 +87,7 @@ impl Violations {
         text: &str,
         path: &str,
         (min, max): (usize, usize),
-        pattern: Option<(&str, fn(char) -> bool)>,
+        pattern: Pattern<'_>,
     ) {
         let length = text.chars().count();
         if length < min {
