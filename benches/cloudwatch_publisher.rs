@@ -47,8 +47,8 @@ async fn run(events: u64, batch_events: Option<usize>) -> anyhow::Result<()> {
     emulator_config.log_streams = vec!["/falcon-lake/bench:bench".to_string()];
     let emulator = CloudWatchEmulator::start(emulator_config).await?;
     let mut config = CloudWatchConfig::new("/falcon-lake/bench", "bench");
-    config.endpoint_url = Some(emulator.url().clone());
-    config.region = Some("us-east-1".to_string());
+    config.aws.endpoint_url = Some(emulator.url().clone());
+    config.aws.region = Some("us-east-1".to_string());
     if let Some(n) = batch_events {
         config.publish.batch_max_events = n;
     }

@@ -27,7 +27,7 @@ async fn run(events: u64) -> anyhow::Result<()> {
     emulator_config.latency_ms = 50;
     let emulator = CloudTrailEmulator::start(emulator_config).await?;
     let mut config = CloudTrailConfig::new(CHANNEL);
-    config.endpoint_url = Some(emulator.url().clone());
+    config.aws.endpoint_url = Some(emulator.url().clone());
     let metrics = Arc::new(PublishMetrics::default());
     let creds = aws_sdk_cloudtraildata::config::Credentials::new(KEY, SECRET, None, None, "bench");
     let publisher = Publisher::new(&config, Some(creds), metrics.clone()).await?;

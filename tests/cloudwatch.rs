@@ -50,8 +50,8 @@ async fn start(config: CloudWatchEmulatorConfig) -> (CloudWatchEmulator, Control
 /// A sink config for the emulator at `url`, with short back-offs.
 fn sink_config(url: &url::Url) -> CloudWatchConfig {
     let mut config = CloudWatchConfig::new(GROUP, STREAM);
-    config.endpoint_url = Some(url.clone());
-    config.region = Some("us-east-1".to_string());
+    config.aws.endpoint_url = Some(url.clone());
+    config.aws.region = Some("us-east-1".to_string());
     config.publish.retry_initial_backoff = Duration::from_millis(20);
     config.publish.retry_max_backoff = Duration::from_millis(300);
     config.publish.linger = Duration::from_millis(20);
@@ -214,7 +214,7 @@ async fn missing_resources_stop_with_advice_when_creation_is_not_allowed() {
     let mut with_group = emulator_config();
     with_group.log_groups = vec![GROUP.to_string()];
     let (emulator2, _control2) = start(with_group).await;
-    config.endpoint_url = Some(emulator2.url().clone());
+    config.aws.endpoint_url = Some(emulator2.url().clone());
     assert_fatal(
         publish(config, items(5, HOUR, 10)).await,
         "ResourceNotFoundException",

@@ -194,6 +194,7 @@ async fn check_cloudtrail(config: &CloudTrailConfig) -> Result<String> {
         Err(RequestFailure::Fatal(fatal)) if fatal.code == "ValidationException" => Ok(format!(
             "{} reachable; credentials and signature accepted for channel {}",
             config
+                .aws
                 .endpoint_url
                 .as_ref()
                 .map_or_else(|| format!("region {}", service.channel().region), |u| u.to_string()),
@@ -214,6 +215,7 @@ async fn check_cloudwatch(config: &CloudWatchConfig) -> Result<String> {
     let service = CloudWatchService::new(config, None).await?;
     let (create_group, create_stream) = service.creates();
     let place = config
+        .aws
         .endpoint_url
         .as_ref()
         .map_or_else(|| format!("region {}", service.region()), |u| u.to_string());

@@ -1,13 +1,11 @@
 //! Configuration of the CloudTrail Lake sink (the `cloudtrail:` section).
 
-use std::time::Duration;
-
 use anyhow::{bail, Result};
 use serde::Deserialize;
-use url::Url;
 
 use crate::cloudtrail::arn::ChannelArn;
 use crate::cloudtrail::request::{MAX_EVENTS, MAX_REQUEST_BYTES};
+use crate::publish::aws::AwsConnection;
 use crate::publish::settings::Bounds;
 use crate::publish::PublishSettings;
 
@@ -16,53 +14,28 @@ use crate::publish::PublishSettings;
 pub struct CloudTrailConfig {
     /// ARN of the CloudTrail Lake channel (`arn:aws:cloudtrail:<region>:<account>:channel/<id>`).
     pub channel_arn: String,
-    /// Region of the endpoint; defaults to the channel's (they must match).
-    pub region: Option<String>,
-    /// Endpoint override (also `AWS_ENDPOINT_URL_CLOUDTRAIL_DATA`); e.g. the emulator.
-    pub endpoint_url: Option<Url>,
-    /// Named profile of the shared AWS config files (default: the default chain).
-    pub profile: Option<String>,
     /// External ID, when the channel's resource policy requires one.
     pub external_id: Option<String>,
-    /// Permit plain http endpoints other than loopback.
-    pub allow_insecure_http: bool,
+    /// Region (defaults to the channel's; they must match), endpoint (also
+    /// `AWS_ENDPOINT_URL_CLOUDTRAIL_DATA`), profile.
+    pub aws: AwsConnection,
     /// Batching, rate, timeouts, retries, dead letters.
     pub publish: PublishSettings,
 }
 
-/// The section's own keys (the publisher's are taken out first).
+/// The section's own keys (the publisher's and the connection's are taken out first).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Section {
     channel_arn: String,
     #[serde(default)]
-    region: Option<String>,
-    #[serde(default)]
-    endpoint_url: Option<Url>,
-    #[serde(default)]
-    profile: Option<String>,
-    #[serde(default)]
     external_id: Option<String>,
-    #[serde(default)]
-    allow_insecure_http: bool,
 }
 
 /// The publisher's defaults for CloudTrail: its quotas (100 events, 100
 /// requests per second), a 10 % margin under the 1 MB request limit.
 pub fn default_settings() -> PublishSettings {
-    PublishSettings {
-        batch_max_events: MAX_EVENTS,
-        batch_max_bytes: 900_000,
-        linger: Duration::from_millis(200),
-        max_in_flight: 16,
-        max_requests_per_second: 100.0,
-        connect_timeout: Duration::from_millis(3_100),
-        request_timeout: Duration::from_secs(30),
-        retry_initial_backoff: Duration::from_millis(200),
-        retry_max_backoff: Duration::from_secs(20),
-        max_retries: None,
-        dead_letter_topic: None,
-    }
+    PublishSettings::aws_defaults(MAX_EVENTS, 900_000, 16, 100.0)
 }
 
 /// What CloudTrail allows for the batch keys.
@@ -86,11 +59,8 @@ impl CloudTrailConfig {
     pub fn new(channel_arn: impl Into<String>) -> Self {
         Self {
             channel_arn: channel_arn.into(),
-            region: None,
-            endpoint_url: None,
-            profile: None,
             external_id: None,
-            allow_insecure_http: false,
+            aws: AwsConnection::default(),
             publish: default_settings(),
         }
     }
@@ -104,13 +74,14 @@ impl CloudTrailConfig {
 
     /// The region requests are signed for.
     pub fn signing_region(&self) -> Result<String> {
-        Ok(self.region.clone().unwrap_or(self.channel()?.region))
+        Ok(self.aws.region.clone().unwrap_or(self.channel()?.region))
     }
 
     /// Checks values serde cannot; each error names its key.
     pub fn validate(&self) -> Result<()> {
         let channel = self.channel()?;
-        if let Some(region) = &self.region {
+        self.aws.validate("cloudtrail")?;
+        if let Some(region) = &self.aws.region {
             if *region != channel.region {
                 bail!(
                     "cloudtrail.region {region:?} differs from the channel's region {:?}: the channel, its event data \
@@ -118,9 +89,6 @@ impl CloudTrailConfig {
                     channel.region
                 );
             }
-        }
-        if let Some(url) = &self.endpoint_url {
-            crate::net::check_transport(url, self.allow_insecure_http, "cloudtrail.endpoint_url")?;
         }
         if let Some(id) = &self.external_id {
             if !is_valid_external_id(id) {
@@ -133,14 +101,12 @@ impl CloudTrailConfig {
     /// Parses and validates a `cloudtrail:` section given as YAML.
     pub fn from_yaml(value: serde_yaml::Value) -> Result<Self> {
         let (publish, rest) = PublishSettings::take_from("cloudtrail", value, default_settings())?;
+        let (aws, rest) = AwsConnection::take_from("cloudtrail", rest)?;
         let section: Section = crate::config::from_section("cloudtrail", rest)?;
         let config = Self {
             channel_arn: section.channel_arn,
-            region: section.region,
-            endpoint_url: section.endpoint_url,
-            profile: section.profile,
             external_id: section.external_id,
-            allow_insecure_http: section.allow_insecure_http,
+            aws,
             publish,
         };
         config.validate()?;

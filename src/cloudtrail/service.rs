@@ -10,7 +10,7 @@ use crate::cloudtrail::arn::ChannelArn;
 use crate::cloudtrail::checksum::event_data_checksum;
 use crate::cloudtrail::config::CloudTrailConfig;
 use crate::cloudtrail::error::{classify_event, classify_request};
-use crate::publish::aws::{check_env_endpoint, sdk_config, service_answer, AwsClientSettings};
+use crate::publish::aws::{sdk_config, service_answer};
 use crate::publish::{EventResult, Prepared, RequestFailure, SendResult};
 
 /// The environment variable the SDK reads for this service's endpoint.
@@ -29,14 +29,9 @@ impl CloudTrailService {
     /// configured profile) unless `credentials` is given.
     pub async fn new(config: &CloudTrailConfig, credentials: Option<Credentials>) -> Result<Self> {
         config.validate()?;
-        check_env_endpoint(ENDPOINT_ENV, config.endpoint_url.is_some(), config.allow_insecure_http)?;
-        let settings = AwsClientSettings {
-            region: Some(config.signing_region()?),
-            endpoint_url: config.endpoint_url.as_ref(),
-            profile: config.profile.as_deref(),
-            connect_timeout: config.publish.connect_timeout,
-            request_timeout: config.publish.request_timeout,
-        };
+        let settings = config
+            .aws
+            .client_settings(Some(config.signing_region()?), ENDPOINT_ENV, &config.publish)?;
         let sdk_config = sdk_config(&settings, credentials).await;
         Ok(Self {
             client: aws_sdk_cloudtraildata::Client::new(&sdk_config),

@@ -1,12 +1,10 @@
 //! Configuration of the CloudWatch Logs sink (the `cloudwatch:` section).
 
-use std::time::Duration;
-
 use anyhow::{bail, Result};
 use serde::Deserialize;
-use url::Url;
 
 use crate::cloudwatch::request::{MAX_BATCH_BYTES, MAX_EVENTS};
+use crate::publish::aws::AwsConnection;
 use crate::publish::settings::Bounds;
 use crate::publish::PublishSettings;
 
@@ -28,14 +26,9 @@ pub struct CloudWatchConfig {
     pub create_missing_stream: bool,
     /// Retention set on a log group the sink creates (days; one of [`RETENTION_DAYS`]).
     pub retention_days: Option<u32>,
-    /// Region; default: the default chain's (`AWS_REGION`, the profile).
-    pub region: Option<String>,
-    /// Endpoint override (also `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`); e.g. the emulator.
-    pub endpoint_url: Option<Url>,
-    /// Named profile of the shared AWS config files (default: the default chain).
-    pub profile: Option<String>,
-    /// Permit plain http endpoints other than loopback.
-    pub allow_insecure_http: bool,
+    /// Region (default: the default chain's, `AWS_REGION` or the profile's),
+    /// endpoint (also `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`), profile.
+    pub aws: AwsConnection,
     /// Batching, rate, timeouts, retries, dead letters.
     pub publish: PublishSettings,
 }
@@ -52,14 +45,6 @@ struct Section {
     create_missing_stream: bool,
     #[serde(default)]
     retention_days: Option<u32>,
-    #[serde(default)]
-    region: Option<String>,
-    #[serde(default)]
-    endpoint_url: Option<Url>,
-    #[serde(default)]
-    profile: Option<String>,
-    #[serde(default)]
-    allow_insecure_http: bool,
 }
 
 fn yes() -> bool {
@@ -71,19 +56,7 @@ fn yes() -> bool {
 /// under the account's PutLogEvents quota (shared with every other producer in
 /// the account; 800 per second in most regions in 2022).
 pub fn default_settings() -> PublishSettings {
-    PublishSettings {
-        batch_max_events: MAX_EVENTS,
-        batch_max_bytes: MAX_BATCH_BYTES as u64,
-        linger: Duration::from_millis(200),
-        max_in_flight: 4,
-        max_requests_per_second: 50.0,
-        connect_timeout: Duration::from_millis(3_100),
-        request_timeout: Duration::from_secs(30),
-        retry_initial_backoff: Duration::from_millis(200),
-        retry_max_backoff: Duration::from_secs(20),
-        max_retries: None,
-        dead_letter_topic: None,
-    }
+    PublishSettings::aws_defaults(MAX_EVENTS, MAX_BATCH_BYTES as u64, 4, 50.0)
 }
 
 const BOUNDS: Bounds = Bounds {
@@ -111,10 +84,7 @@ impl CloudWatchConfig {
             create_missing_group: true,
             create_missing_stream: true,
             retention_days: None,
-            region: None,
-            endpoint_url: None,
-            profile: None,
-            allow_insecure_http: false,
+            aws: AwsConnection::default(),
             publish: default_settings(),
         }
     }
@@ -144,24 +114,14 @@ impl CloudWatchConfig {
                 bail!("cloudwatch.retention_days must be one of {RETENTION_DAYS:?}");
             }
         }
-        if let Some(region) = &self.region {
-            let ok = !region.is_empty()
-                && region
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                bail!("cloudwatch.region {region:?} is not a region name like us-east-1");
-            }
-        }
-        if let Some(url) = &self.endpoint_url {
-            crate::net::check_transport(url, self.allow_insecure_http, "cloudwatch.endpoint_url")?;
-        }
+        self.aws.validate("cloudwatch")?;
         self.publish.validate("cloudwatch", BOUNDS)
     }
 
     /// Parses and validates a `cloudwatch:` section given as YAML.
     pub fn from_yaml(value: serde_yaml::Value) -> Result<Self> {
         let (publish, rest) = PublishSettings::take_from("cloudwatch", value, default_settings())?;
+        let (aws, rest) = AwsConnection::take_from("cloudwatch", rest)?;
         let section: Section = crate::config::from_section("cloudwatch", rest)?;
         let config = Self {
             log_group: section.log_group,
@@ -169,10 +129,7 @@ impl CloudWatchConfig {
             create_missing_group: section.create_missing_group,
             create_missing_stream: section.create_missing_stream,
             retention_days: section.retention_days,
-            region: section.region,
-            endpoint_url: section.endpoint_url,
-            profile: section.profile,
-            allow_insecure_http: section.allow_insecure_http,
+            aws,
             publish,
         };
         config.validate()?;

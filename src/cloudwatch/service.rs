@@ -15,7 +15,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use crate::cloudwatch::config::CloudWatchConfig;
 use crate::cloudwatch::error::{classify, fatal, per_event, Answer, Missing, Target};
 use crate::cloudwatch::request::GroupRules;
-use crate::publish::aws::{check_env_endpoint, sdk_config, service_answer, AwsClientSettings};
+use crate::publish::aws::{sdk_config, service_answer};
 use crate::publish::{EventResult, Prepared, RequestFailure, SendResult};
 
 /// The environment variable the SDK reads for this service's endpoint.
@@ -53,14 +53,9 @@ impl CloudWatchService {
     /// configured profile) unless `credentials` is given.
     pub async fn new(config: &CloudWatchConfig, credentials: Option<Credentials>) -> Result<Self> {
         config.validate()?;
-        check_env_endpoint(ENDPOINT_ENV, config.endpoint_url.is_some(), config.allow_insecure_http)?;
-        let settings = AwsClientSettings {
-            region: config.region.clone(),
-            endpoint_url: config.endpoint_url.as_ref(),
-            profile: config.profile.as_deref(),
-            connect_timeout: config.publish.connect_timeout,
-            request_timeout: config.publish.request_timeout,
-        };
+        let settings = config
+            .aws
+            .client_settings(config.aws.region.clone(), ENDPOINT_ENV, &config.publish)?;
         let sdk_config = sdk_config(&settings, credentials).await;
         let Some(region) = sdk_config.region().map(|r| r.to_string()) else {
             bail!("cloudwatch.region is not set and no region comes from the environment (AWS_REGION) or the profile");

@@ -16,7 +16,70 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use url::Url;
 
-use crate::publish::RequestFailure;
+use crate::publish::settings::take_keys;
+use crate::publish::{PublishSettings, RequestFailure};
+
+/// The keys of a destination section that say how to reach the service.
+pub const CONNECTION_KEYS: [&str; 4] = ["region", "endpoint_url", "profile", "allow_insecure_http"];
+
+/// How to reach an AWS service, as a destination section configures it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConnection {
+    /// Region; what the destination does without one is its own.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint override (the emulator, a VPC endpoint).
+    #[serde(default)]
+    pub endpoint_url: Option<Url>,
+    /// Named profile of the shared AWS config files (default: the default chain).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Permit plain http endpoints other than loopback.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+impl AwsConnection {
+    /// Takes the connection's keys out of the `section` value; returns them and the rest.
+    pub fn take_from(section: &str, value: serde_yaml::Value) -> Result<(Self, serde_yaml::Value)> {
+        let (ours, rest) = take_keys(section, value, &CONNECTION_KEYS)?;
+        Ok((crate::config::from_section(section, ours)?, rest))
+    }
+
+    /// Checks the region's shape and the endpoint's transport; errors name `section.key`.
+    pub fn validate(&self, section: &str) -> Result<()> {
+        if let Some(region) = &self.region {
+            let ok = !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            anyhow::ensure!(ok, "{section}.region {region:?} is not a region name like us-east-1");
+        }
+        if let Some(url) = &self.endpoint_url {
+            crate::net::check_transport(url, self.allow_insecure_http, &format!("{section}.endpoint_url"))?;
+        }
+        Ok(())
+    }
+
+    /// What [`sdk_config`] needs, signing for `region`; checks the endpoint the
+    /// SDK would read from `endpoint_env` first.
+    pub fn client_settings<'a>(
+        &'a self,
+        region: Option<String>,
+        endpoint_env: &str,
+        publish: &PublishSettings,
+    ) -> Result<AwsClientSettings<'a>> {
+        check_env_endpoint(endpoint_env, self.endpoint_url.is_some(), self.allow_insecure_http)?;
+        Ok(AwsClientSettings {
+            region,
+            endpoint_url: self.endpoint_url.as_ref(),
+            profile: self.profile.as_deref(),
+            connect_timeout: publish.connect_timeout,
+            request_timeout: publish.request_timeout,
+        })
+    }
+}
 
 /// How to reach one AWS service.
 #[derive(Debug, Clone)]
@@ -66,7 +129,7 @@ pub async fn sdk_config(settings: &AwsClientSettings<'_>, credentials: Option<Cr
 /// The SDK reads `variable` (a service's endpoint) itself; hold it to the same
 /// transport rule as a configured endpoint. Nothing to check when an endpoint
 /// is configured, since it wins.
-pub fn check_env_endpoint(variable: &str, configured: bool, allow_insecure_http: bool) -> Result<()> {
+fn check_env_endpoint(variable: &str, configured: bool, allow_insecure_http: bool) -> Result<()> {
     if configured {
         return Ok(());
     }

@@ -90,21 +90,51 @@ struct Overrides {
     dead_letter_topic: Option<String>,
 }
 
+/// Splits a section's `keys` from the rest, so that each part can be read by
+/// a struct that refuses unknown keys.
+pub fn take_keys(
+    section: &str,
+    value: serde_yaml::Value,
+    keys: &[&str],
+) -> Result<(serde_yaml::Value, serde_yaml::Value)> {
+    let serde_yaml::Value::Mapping(mut rest) = value else {
+        bail!("{section}: expected a mapping of keys");
+    };
+    let mut taken = serde_yaml::Mapping::new();
+    for key in keys {
+        if let Some(v) = rest.remove(*key) {
+            taken.insert(serde_yaml::Value::from(*key), v);
+        }
+    }
+    Ok((serde_yaml::Value::Mapping(taken), serde_yaml::Value::Mapping(rest)))
+}
+
 impl PublishSettings {
+    /// Defaults shared by the AWS destinations (the SDK's connect timeout, a
+    /// 30 s attempt, back-off from 200 ms to 20 s, unlimited retries), with the
+    /// batch, concurrency and rate figures that depend on the service.
+    pub fn aws_defaults(batch_max_events: usize, batch_max_bytes: u64, max_in_flight: usize, rate: f64) -> Self {
+        Self {
+            batch_max_events,
+            batch_max_bytes,
+            linger: Duration::from_millis(200),
+            max_in_flight,
+            max_requests_per_second: rate,
+            connect_timeout: Duration::from_millis(3_100),
+            request_timeout: Duration::from_secs(30),
+            retry_initial_backoff: Duration::from_millis(200),
+            retry_max_backoff: Duration::from_secs(20),
+            max_retries: None,
+            dead_letter_topic: None,
+        }
+    }
+
     /// Takes the publisher's keys out of the `section` value, applies them over
     /// `defaults`, and returns the settings and the rest of the section.
     pub fn take_from(section: &str, value: serde_yaml::Value, defaults: Self) -> Result<(Self, serde_yaml::Value)> {
-        let serde_yaml::Value::Mapping(mut rest) = value else {
-            bail!("{section}: expected a mapping of keys");
-        };
-        let mut ours = serde_yaml::Mapping::new();
-        for key in KEYS {
-            if let Some(v) = rest.remove(key) {
-                ours.insert(serde_yaml::Value::from(key), v);
-            }
-        }
-        let overrides: Overrides = crate::config::from_section(section, serde_yaml::Value::Mapping(ours))?;
-        Ok((defaults.with(overrides), serde_yaml::Value::Mapping(rest)))
+        let (ours, rest) = take_keys(section, value, &KEYS)?;
+        let overrides: Overrides = crate::config::from_section(section, ours)?;
+        Ok((defaults.with(overrides), rest))
     }
 
     fn with(self, o: Overrides) -> Self {
@@ -156,19 +186,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> PublishSettings {
-        PublishSettings {
-            batch_max_events: 100,
-            batch_max_bytes: 900_000,
-            linger: Duration::from_millis(200),
-            max_in_flight: 16,
-            max_requests_per_second: 100.0,
-            connect_timeout: Duration::from_millis(3_100),
-            request_timeout: Duration::from_secs(30),
-            retry_initial_backoff: Duration::from_millis(200),
-            retry_max_backoff: Duration::from_secs(20),
-            max_retries: None,
-            dead_letter_topic: None,
-        }
+        PublishSettings::aws_defaults(100, 900_000, 16, 100.0)
     }
 
     #[test]

@@ -255,7 +255,7 @@ pub async fn start_cloudtrail(
 /// A publisher config for the emulator at `url`, with short back-offs.
 pub fn publisher_config(url: &url::Url) -> falcon_lake::cloudtrail::CloudTrailConfig {
     let mut config = falcon_lake::cloudtrail::CloudTrailConfig::new(CHANNEL_ARN);
-    config.endpoint_url = Some(url.clone());
+    config.aws.endpoint_url = Some(url.clone());
     config.publish.retry_initial_backoff = Duration::from_millis(20);
     config.publish.retry_max_backoff = Duration::from_millis(300);
     config.publish.linger = Duration::from_millis(20);

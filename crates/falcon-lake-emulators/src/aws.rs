@@ -45,6 +45,38 @@ pub fn request_id() -> HeaderValue {
     HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("0"))
 }
 
+/// Random whole-request failure probabilities; each emulator names the kinds it
+/// offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RequestFailureRates {
+    /// HTTP 500 `InternalFailure`.
+    pub http500: f64,
+    /// HTTP 503 (`ServiceUnavailable`, `ServiceUnavailableException`).
+    pub http503: f64,
+    /// HTTP 400 `ThrottlingException`, besides the token bucket.
+    pub throttle: f64,
+    /// A 200 whose body is not JSON (after storing the events).
+    pub malformed: f64,
+    /// A slow answer (after storing the events).
+    pub slow: f64,
+}
+
+/// Parses `kind=p,…` for the `known` kinds (`500`, `503`, `throttle`, `malformed`, `slow`).
+pub fn parse_request_rates(text: &str, known: &[&str]) -> Result<RequestFailureRates, String> {
+    let mut rates = RequestFailureRates::default();
+    for (kind, p) in parse_rates(text, known)? {
+        let slot = match kind.as_str() {
+            "500" => &mut rates.http500,
+            "503" => &mut rates.http503,
+            "throttle" => &mut rates.throttle,
+            "malformed" => &mut rates.malformed,
+            _ => &mut rates.slow,
+        };
+        *slot = p;
+    }
+    Ok(rates)
+}
+
 /// Parses `kind=probability,…`, each kind one of `known`.
 pub fn parse_rates(text: &str, known: &[&str]) -> Result<Vec<(String, f64)>, String> {
     text.split(',')

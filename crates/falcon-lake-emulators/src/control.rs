@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 
 /// Most faults one `POST /_emulator/faults?count=N` queues.
 pub const MAX_FAULTS: u64 = 10_000;
@@ -35,6 +36,26 @@ pub fn count(query: &HashMap<String, String>, key: &str, default: u64, max: u64)
             format!("{key} must be a whole number from 1 to {max}, got {text:?}"),
         )
             .into_response()),
+    }
+}
+
+/// `POST /_emulator/faults?count=N` (N ≤ [`MAX_FAULTS`]): parses the fault in
+/// `body` and hands it to `push` with its count.
+pub fn queue_faults<F: DeserializeOwned>(
+    query: &HashMap<String, String>,
+    body: &[u8],
+    push: impl FnOnce(F, u64),
+) -> Response {
+    let count = match count(query, "count", 1, MAX_FAULTS) {
+        Ok(count) => count,
+        Err(refused) => return refused,
+    };
+    match serde_json::from_slice::<F>(body) {
+        Ok(fault) => {
+            push(fault, count);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("not a fault: {e}")).into_response(),
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::aws::parse_rates;
+pub use crate::aws::RequestFailureRates;
 
 /// Emulator settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -140,19 +141,6 @@ pub struct EventFailureRates {
     pub internal: f64,
 }
 
-/// Whole-request failure probabilities.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RequestFailureRates {
-    /// HTTP 500 `InternalFailure`.
-    pub http500: f64,
-    /// HTTP 503 `ServiceUnavailable`.
-    pub http503: f64,
-    /// A 200 whose body is not JSON (after storing the events).
-    pub malformed: f64,
-    /// A slow answer (after storing the events).
-    pub slow: f64,
-}
-
 /// Parses `throttling=p,internal=p`.
 pub fn parse_event_rates(text: &str) -> Result<EventFailureRates, String> {
     let mut rates = EventFailureRates::default();
@@ -167,16 +155,7 @@ pub fn parse_event_rates(text: &str) -> Result<EventFailureRates, String> {
 
 /// Parses `500=p,503=p,malformed=p,slow=p`.
 pub fn parse_request_rates(text: &str) -> Result<RequestFailureRates, String> {
-    let mut rates = RequestFailureRates::default();
-    for (kind, p) in parse_rates(text, &["500", "503", "malformed", "slow"])? {
-        match kind.as_str() {
-            "500" => rates.http500 = p,
-            "503" => rates.http503 = p,
-            "malformed" => rates.malformed = p,
-            _ => rates.slow = p,
-        }
-    }
-    Ok(rates)
+    crate::aws::parse_request_rates(text, &["500", "503", "malformed", "slow"])
 }
 
 /// A one-shot fault queued through the control API.

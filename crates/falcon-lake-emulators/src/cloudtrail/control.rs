@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::cloudtrail::api::AppState;
 use crate::cloudtrail::config::CloudTrailFault;
-use crate::control::{count, MAX_FAULTS};
+use crate::control::queue_faults;
 use crate::lock;
 
 fn param<T: std::str::FromStr>(query: &HashMap<String, String>, key: &str, default: T) -> T {
@@ -72,17 +72,7 @@ pub async fn add_fault(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let count = match count(&query, "count", 1, MAX_FAULTS) {
-        Ok(count) => count,
-        Err(refused) => return refused,
-    };
-    match serde_json::from_slice::<CloudTrailFault>(&body) {
-        Ok(fault) => {
-            state.push_fault(fault, count);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("not a fault: {e}")).into_response(),
-    }
+    queue_faults(&query, &body, |fault: CloudTrailFault, n| state.push_fault(fault, n))
 }
 
 /// `POST /_emulator/reset`: forget stored events, counters and queued faults.

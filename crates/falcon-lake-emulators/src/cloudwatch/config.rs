@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::aws::parse_rates;
+pub use crate::aws::RequestFailureRates;
 
 /// Emulator settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -96,31 +96,9 @@ impl CloudWatchEmulatorConfig {
     }
 }
 
-/// Whole-request failure probabilities (PutLogEvents only).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RequestFailureRates {
-    /// HTTP 500 `InternalFailure`.
-    pub http500: f64,
-    /// HTTP 503 `ServiceUnavailableException`.
-    pub http503: f64,
-    /// HTTP 400 `ThrottlingException`, besides the token bucket.
-    pub throttle: f64,
-    /// A slow answer (after storing the events).
-    pub slow: f64,
-}
-
-/// Parses `500=p,503=p,throttle=p,slow=p`.
+/// Parses `500=p,503=p,throttle=p,slow=p` (PutLogEvents only).
 pub fn parse_request_rates(text: &str) -> Result<RequestFailureRates, String> {
-    let mut rates = RequestFailureRates::default();
-    for (kind, p) in parse_rates(text, &["500", "503", "throttle", "slow"])? {
-        match kind.as_str() {
-            "500" => rates.http500 = p,
-            "503" => rates.http503 = p,
-            "throttle" => rates.throttle = p,
-            _ => rates.slow = p,
-        }
-    }
-    Ok(rates)
+    crate::aws::parse_request_rates(text, &["500", "503", "throttle", "slow"])
 }
 
 /// A one-shot fault queued through the control API.

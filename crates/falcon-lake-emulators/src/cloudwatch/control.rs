@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::cloudwatch::api::AppState;
 use crate::cloudwatch::config::CloudWatchFault;
 use crate::cloudwatch::state::{CloudWatchState, StoredEvent};
-use crate::control::{count, MAX_FAULTS};
+use crate::control::queue_faults;
 use crate::lock;
 
 /// Stored events of the selected group and stream (any when absent), in arrival order.
@@ -110,17 +110,7 @@ pub async fn add_fault(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let count = match count(&query, "count", 1, MAX_FAULTS) {
-        Ok(count) => count,
-        Err(refused) => return refused,
-    };
-    match serde_json::from_slice::<CloudWatchFault>(&body) {
-        Ok(fault) => {
-            state.push_fault(fault, count);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("not a fault: {e}")).into_response(),
-    }
+    queue_faults(&query, &body, |fault: CloudWatchFault, n| state.push_fault(fault, n))
 }
 
 /// `POST /_emulator/clock` with `{"offset_ms": N}`: the emulator's clock (for

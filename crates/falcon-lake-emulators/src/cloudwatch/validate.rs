@@ -47,21 +47,19 @@ impl Violations {
         }
     }
 
-    /// A required string of `min..=max` characters matching `allowed` (described by `pattern`).
+    /// A required string of `min..=max` characters matching `pattern`.
     pub fn string<'a>(
         &mut self,
         body: &'a Map<String, Value>,
         path: &str,
-        (min, max): (usize, usize),
+        bounds: (usize, usize),
         pattern: Pattern<'_>,
     ) -> Option<&'a str> {
-        let value = body.get(path);
-        let Some(text) = value.and_then(Value::as_str) else {
-            self.push(value, path, "Member must not be null");
-            return None;
-        };
-        self.check_string(value, text, path, (min, max), pattern);
-        Some(text)
+        let text = self.optional_string(body, path, bounds, pattern);
+        if body.get(path).is_none_or(Value::is_null) {
+            self.push(body.get(path), path, "Member must not be null");
+        }
+        text
     }
 
     /// An optional string, checked like [`Self::string`] when present.

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::control::{count, MAX_FAULTS, MAX_GENERATE};
+use crate::control::{count, queue_faults, MAX_GENERATE};
 use crate::falcon::api::AppState;
 use crate::falcon::config::ControlFault;
 
@@ -25,17 +25,7 @@ pub async fn add_fault(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let count = match count(&query, "count", 1, MAX_FAULTS) {
-        Ok(count) => count,
-        Err(refused) => return refused,
-    };
-    match serde_json::from_slice::<ControlFault>(&body) {
-        Ok(fault) => {
-            state.push_fault(fault, count);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("not a fault: {e}")).into_response(),
-    }
+    queue_faults(&query, &body, |fault: ControlFault, n| state.push_fault(fault, n))
 }
 
 /// `POST /_emulator/sessions/expire`: every session ends now.
