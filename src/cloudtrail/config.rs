@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::cloudtrail::arn::ChannelArn;
 use crate::cloudtrail::request::{MAX_EVENTS, MAX_REQUEST_BYTES};
-use crate::publish::aws::AwsConnection;
+use crate::publish::aws::{destination_section, AwsConnection};
 use crate::publish::settings::Bounds;
 use crate::publish::PublishSettings;
 
@@ -100,9 +100,7 @@ impl CloudTrailConfig {
 
     /// Parses and validates a `cloudtrail:` section given as YAML.
     pub fn from_yaml(value: serde_yaml::Value) -> Result<Self> {
-        let (publish, rest) = PublishSettings::take_from("cloudtrail", value, default_settings())?;
-        let (aws, rest) = AwsConnection::take_from("cloudtrail", rest)?;
-        let section: Section = crate::config::from_section("cloudtrail", rest)?;
+        let (section, aws, publish) = destination_section::<Section>("cloudtrail", value, default_settings())?;
         let config = Self {
             channel_arn: section.channel_arn,
             external_id: section.external_id,

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use serde::Deserialize;
 
 use crate::cloudwatch::request::{MAX_BATCH_BYTES, MAX_EVENTS};
-use crate::publish::aws::AwsConnection;
+use crate::publish::aws::{destination_section, AwsConnection};
 use crate::publish::settings::Bounds;
 use crate::publish::PublishSettings;
 
@@ -120,9 +120,7 @@ impl CloudWatchConfig {
 
     /// Parses and validates a `cloudwatch:` section given as YAML.
     pub fn from_yaml(value: serde_yaml::Value) -> Result<Self> {
-        let (publish, rest) = PublishSettings::take_from("cloudwatch", value, default_settings())?;
-        let (aws, rest) = AwsConnection::take_from("cloudwatch", rest)?;
-        let section: Section = crate::config::from_section("cloudwatch", rest)?;
+        let (section, aws, publish) = destination_section::<Section>("cloudwatch", value, default_settings())?;
         let config = Self {
             log_group: section.log_group,
             log_stream: section.log_stream,

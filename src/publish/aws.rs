@@ -40,13 +40,20 @@ pub struct AwsConnection {
     pub allow_insecure_http: bool,
 }
 
-impl AwsConnection {
-    /// Takes the connection's keys out of the `section` value; returns them and the rest.
-    pub fn take_from(section: &str, value: serde_yaml::Value) -> Result<(Self, serde_yaml::Value)> {
-        let (ours, rest) = take_keys(section, value, &CONNECTION_KEYS)?;
-        Ok((crate::config::from_section(section, ours)?, rest))
-    }
+/// Reads a destination section: the publisher's keys (over `defaults`), the
+/// connection's, and the destination's own (`T`, which refuses unknown keys).
+pub fn destination_section<T: serde::de::DeserializeOwned>(
+    section: &str,
+    value: serde_yaml::Value,
+    defaults: PublishSettings,
+) -> Result<(T, AwsConnection, PublishSettings)> {
+    let (publish, rest) = PublishSettings::take_from(section, value, defaults)?;
+    let (ours, rest) = take_keys(section, rest, &CONNECTION_KEYS)?;
+    let aws = crate::config::from_section(section, ours)?;
+    Ok((crate::config::from_section(section, rest)?, aws, publish))
+}
 
+impl AwsConnection {
     /// Checks the region's shape and the endpoint's transport; errors name `section.key`.
     pub fn validate(&self, section: &str) -> Result<()> {
         if let Some(region) = &self.region {
