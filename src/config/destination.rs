@@ -73,3 +73,57 @@ impl ConnectDestination for DestinationConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::connectors::SinkConnectorConfig;
+    use crate::config::secrets::SecretStore;
+
+    const META: &str =
+        "apiVersion: 0.2.0\nmeta:\n  name: s\n  type: cloudwatch-logs-sink\n  version: 0.1.0\n  topic: t\n";
+
+    fn parse(sections: &str) -> Result<DestinationConfig> {
+        let text = format!("{META}{sections}");
+        let store = SecretStore::Map(Default::default());
+        let file = ConnectorFile::parse(&text, Path::new("x.yaml"), &store, &SECTIONS)?;
+        DestinationConfig::from_file(&file)
+    }
+
+    #[test]
+    fn exactly_one_destination() {
+        let cloudtrail = "cloudtrail:\n  channel_arn: arn:aws:cloudtrail:us-east-1:111122223333:channel/x\n";
+        let cloudwatch = "cloudwatch:\n  log_group: g\n  log_stream: s\n";
+        assert_eq!(parse(cloudtrail).expect("cloudtrail").section(), "cloudtrail");
+        assert_eq!(parse(cloudwatch).expect("cloudwatch").section(), "cloudwatch");
+        let both = parse(&format!("{cloudtrail}{cloudwatch}")).expect_err("both");
+        assert!(
+            both.to_string().contains("both `cloudtrail` and `cloudwatch`"),
+            "{both}"
+        );
+        let neither = parse("").expect_err("neither");
+        assert!(
+            neither
+                .to_string()
+                .contains("add a `cloudtrail` or a `cloudwatch` section"),
+            "{neither}"
+        );
+    }
+
+    #[test]
+    fn the_sample_connector_configs_load() {
+        for (connector, section) in [
+            ("cloudtrail-lake-sink", "cloudtrail"),
+            ("cloudwatch-logs-sink", "cloudwatch"),
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("connectors")
+                .join(connector)
+                .join("sample-config.yaml");
+            let config = SinkConnectorConfig::load(&path, &SecretStore::Env).expect(connector);
+            assert_eq!(config.destination.section(), section);
+        }
+    }
+}

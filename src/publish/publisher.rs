@@ -80,6 +80,12 @@ impl Publisher {
         self.max_in_flight * self.limits.max_events * 2
     }
 
+    /// Most bytes (as sent) it holds unsettled at once: large events fill the
+    /// same requests with fewer of them.
+    fn byte_window(&self) -> usize {
+        self.max_in_flight * self.limits.max_bytes * 2
+    }
+
     /// Delivers everything received on `input` until it closes, then returns once
     /// every event is settled. A fatal error returns at once: nothing in flight
     /// is settled, so the caller acknowledges nothing more.
@@ -89,7 +95,7 @@ impl Publisher {
         settled: mpsc::Sender<Settlement<T>>,
     ) -> Result<(), FatalError> {
         let mut state = LoopState::new(&self);
-        let window = self.window();
+        let (window, byte_window) = (self.window(), self.byte_window());
         loop {
             state.promote_due_retries(&self);
             state.dispatch(&self);
@@ -98,7 +104,7 @@ impl Publisher {
             }
             let next_deadline = state.next_deadline(self.linger);
             tokio::select! {
-                item = input.recv(), if state.input_open && state.pending < window => match item {
+                item = input.recv(), if state.input_open && state.pending < window && state.pending_bytes < byte_window => match item {
                     Some(item) => state.accept(&self, item, &settled).await?,
                     None => state.input_open = false,
                 },
@@ -154,6 +160,8 @@ struct LoopState<T> {
     in_flight: JoinSet<Sent<T>>,
     /// Submissions accepted and not yet settled.
     pending: usize,
+    /// Their bytes as sent.
+    pending_bytes: usize,
     input_open: bool,
 }
 
@@ -165,6 +173,7 @@ impl<T: Send + Sync + 'static> LoopState<T> {
             retries: Vec::new(),
             in_flight: JoinSet::new(),
             pending: 0,
+            pending_bytes: 0,
             input_open: true,
         }
     }
@@ -196,6 +205,7 @@ impl<T: Send + Sync + 'static> LoopState<T> {
                 self.refuse(publisher, item, letter, settled).await
             }
             Ok(event) => {
+                self.pending_bytes += event.wire_bytes;
                 self.enqueue(publisher, Pending::new(event, item.token));
                 Ok(())
             }
@@ -330,6 +340,9 @@ impl<T: Send + Sync + 'static> LoopState<T> {
         outcome: Outcome,
     ) {
         let count = pending.tokens.len() as u64;
+        self.pending_bytes = self
+            .pending_bytes
+            .saturating_sub(pending.event.wire_bytes * pending.tokens.len());
         let dead = matches!(outcome, Outcome::DeadLettered { .. });
         if dead {
             publisher.metrics.dead_lettered.add(count);
