@@ -8,6 +8,7 @@
 //! losses.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,42 @@ use crate::pipeline::offsets::{max_per_partition, OffsetTracker};
 use crate::pipeline::source::append_until_done;
 use crate::topic::{OffsetCommitter, TopicInspect, TopicReader, TopicRecord, TopicWriter};
 use crate::transform::{ChainOutput, InputRecord, TransformChain};
+
+/// The transform stage as the sink drives it: a batch of raw records in, the
+/// emitted records and per-record failures out. [`TransformChain`] is the one
+/// the pipelines use; the trait is the seam a test uses to make the stage fail.
+pub trait Transform: Send + 'static {
+    /// Processes one batch; `Err` only for what stops the sink.
+    fn process(&mut self, records: &[InputRecord<'_>]) -> Result<ChainOutput>;
+}
+
+impl Transform for TransformChain {
+    fn process(&mut self, records: &[InputRecord<'_>]) -> Result<ChainOutput> {
+        TransformChain::process(self, records)
+    }
+}
+
+/// The delivery stage the sink hands audit events to: it settles every event it
+/// accepts (delivered or dead-lettered) until its input closes, or stops on a
+/// fatal error. [`Publisher`] is the CloudTrail one.
+pub trait Deliver: Send + 'static {
+    /// Runs until `input` closes and everything is settled, or a fatal error.
+    fn deliver(
+        self,
+        input: mpsc::Receiver<PublishItem<SinkToken>>,
+        settled: mpsc::Sender<Settlement<SinkToken>>,
+    ) -> impl Future<Output = Result<(), FatalError>> + Send + 'static;
+}
+
+impl Deliver for Publisher {
+    fn deliver(
+        self,
+        input: mpsc::Receiver<PublishItem<SinkToken>>,
+        settled: mpsc::Sender<Settlement<SinkToken>>,
+    ) -> impl Future<Output = Result<(), FatalError>> + Send + 'static {
+        self.run(input, settled)
+    }
+}
 
 /// How long a read waits for new records before looking again.
 const READ_WAIT: Duration = Duration::from_millis(200);
@@ -75,8 +112,8 @@ pub struct SinkParts<'a, R, C, D, I> {
 /// a fatal error. Fatal errors return `Err` with nothing more committed.
 pub async fn run_sink<R, C, D, I>(
     parts: SinkParts<'_, R, C, D, I>,
-    chain: TransformChain,
-    publisher: Publisher,
+    chain: impl Transform,
+    publisher: impl Deliver,
     settings: &SinkConfig,
     metrics: &Arc<PipelineMetrics>,
     stop_at_end: bool,
@@ -110,7 +147,7 @@ where
     let transformer = spawn_transformer(chain, raw_rx, done_tx)?;
     let (publish_tx, publish_rx) = mpsc::channel::<PublishItem<SinkToken>>(settings.window.max(100));
     let (settled_tx, settled_rx) = mpsc::channel::<Settlement<SinkToken>>(settings.window.max(100));
-    let publisher_task = tokio::spawn(publisher.run(publish_rx, settled_tx));
+    let publisher_task = tokio::spawn(publisher.deliver(publish_rx, settled_tx));
     metrics.set_stage("sink", "running");
     let mut state = SinkLoop {
         tracker: OffsetTracker::default(),
@@ -206,7 +243,7 @@ async fn read_loop<R: TopicReader>(
 
 /// Runs the chain on its own thread (wasm execution is CPU-bound and blocking).
 fn spawn_transformer(
-    mut chain: TransformChain,
+    mut chain: impl Transform,
     mut input: mpsc::Receiver<Vec<TopicRecord>>,
     output: mpsc::Sender<Transformed>,
 ) -> Result<std::thread::JoinHandle<()>> {

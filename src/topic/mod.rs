@@ -70,6 +70,10 @@ pub trait OffsetCommitter: Send + Sync {
     /// Records that every record up to and including `offset` of each listed
     /// partition is settled.
     fn commit(&self, offsets: &[(u32, u64)]) -> impl Future<Output = Result<()>> + Send;
+
+    /// The consumer's stored offsets (last settled offset per partition), as a
+    /// new process finds them.
+    fn committed(&self) -> impl Future<Output = Result<Vec<(u32, u64)>>> + Send;
 }
 
 /// Looks at a topic without consuming it.

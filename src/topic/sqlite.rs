@@ -479,6 +479,16 @@ impl OffsetCommitter for SqliteCommitter {
         })
         .await
     }
+
+    async fn committed(&self) -> Result<Vec<(u32, u64)>> {
+        Ok(self
+            .topic
+            .committed(&self.consumer)
+            .await?
+            .map(|o| (0, o))
+            .into_iter()
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -233,17 +233,18 @@ impl FluvioBackend {
 
     /// The stored offsets of `consumer` on `topic`, by partition.
     pub async fn committed(&self, topic: &str, consumer: &str) -> Result<HashMap<u32, u64>> {
-        let offsets = self
-            .fluvio
-            .consumer_offsets()
-            .await
-            .context("listing consumer offsets")?;
-        Ok(offsets
-            .into_iter()
-            .filter(|o| o.consumer_id == consumer && o.topic == topic && o.offset >= 0)
-            .map(|o| (o.partition, o.offset as u64))
-            .collect())
+        committed_offsets(&self.fluvio, topic, consumer).await
     }
+}
+
+/// The stored offsets of `consumer` on `topic`, by partition.
+pub(crate) async fn committed_offsets(fluvio: &Fluvio, topic: &str, consumer: &str) -> Result<HashMap<u32, u64>> {
+    let offsets = fluvio.consumer_offsets().await.context("listing consumer offsets")?;
+    Ok(offsets
+        .into_iter()
+        .filter(|o| o.consumer_id == consumer && o.topic == topic && o.offset >= 0)
+        .map(|o| (o.partition, o.offset as u64))
+        .collect())
 }
 
 impl ModuleRegistry for FluvioBackend {
