@@ -119,9 +119,9 @@ impl EmbeddedPipeline {
                 stop.clone(),
             )
             .await;
-            if result.is_err() {
-                stop.cancel();
-            }
+            // The sink ends only on a stop or a failure; either way the source
+            // must not go on filling a log nobody reads.
+            stop.cancel();
             result
         };
         let retention = retention_loop(&self.config, &self.raw, &self.dead_letters, &consumer, stop.clone());

@@ -63,6 +63,12 @@ pub trait TopicReader: Send {
     /// Up to `max` next records, waiting at most `wait` for the first one;
     /// an empty batch means nothing new arrived in that time.
     fn next_batch(&mut self, max: usize, wait: Duration) -> impl Future<Output = Result<Vec<TopicRecord>>> + Send;
+
+    /// The offset each partition's next record will have (at least), per
+    /// partition read; the sink counts lag from it where nothing is committed.
+    fn positions(&self) -> Vec<(u32, u64)> {
+        Vec::new()
+    }
 }
 
 /// Stores a named consumer's offsets.

@@ -449,6 +449,10 @@ impl TopicReader for SqliteReader {
             let _ = tokio::time::timeout((deadline - now).min(POLL), notified).await;
         }
     }
+
+    fn positions(&self) -> Vec<(u32, u64)> {
+        vec![(0, self.next)]
+    }
 }
 
 /// Commits one consumer's offsets.
