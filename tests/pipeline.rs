@@ -506,6 +506,19 @@ mod sink_stage {
             .expect("publisher")
         }
 
+        /// Waits until every expected event is stored and every record committed.
+        pub async fn wait_all_committed(&self) {
+            self.h.wait_delivered(&self.expected, WAIT).await;
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while self.h.committed().await != Some(self.records - 1) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the sink did not commit to the end"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
         /// `/health` and `/metrics` of this rig's stage metrics.
         pub async fn serve(&self) -> MetricsServer {
             let sources = MetricsSources {
@@ -717,15 +730,7 @@ mod sink_stage {
             assert!(rig.metrics.consumed.get() > 0, "the sink read something");
             assert_eq!(rig.h.committed().await, None, "nothing committed yet");
             failing.store(false, Ordering::SeqCst);
-            rig.h.wait_delivered(&rig.expected, WAIT).await;
-            let deadline = tokio::time::Instant::now() + WAIT;
-            while rig.h.committed().await != Some(rig.records - 1) {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the sink did not commit to the end"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            rig.wait_all_committed().await;
             cancel.cancel();
         };
         let (end, ()) = tokio::join!(run, check);
@@ -744,12 +749,7 @@ mod sink_stage {
             let metrics = rig.metrics.clone();
             let sink = rig.run(reader, &committer, chain, publisher, cancel.clone());
             let check = async {
-                rig.h.wait_delivered(&rig.expected, WAIT).await;
-                let deadline = tokio::time::Instant::now() + WAIT;
-                while rig.h.committed().await != Some(rig.records - 1) {
-                    assert!(tokio::time::Instant::now() < deadline, "{run}: not all committed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                rig.wait_all_committed().await;
                 // The gauge is refreshed every second.
                 tokio::time::sleep(Duration::from_millis(2_500)).await;
                 let lag = metrics.consumer_lag.get();
@@ -929,4 +929,40 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A sink that stops with an error stops `falcon-lake run` with a non-zero
+/// exit status and the reason, and the source with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_sink_exits_run_non_zero() {
+    let h = Harness::start(falcon(300, 1), cloudtrail_emulator_config(), "").await;
+    let good = std::fs::read_to_string(&h.config).expect("config");
+    let unknown = "arn:aws:cloudtrail:us-east-1:111122223333:channel/ffffffff-0000-0000-0000-000000000000";
+    std::fs::write(&h.config, good.replace(CHANNEL_ARN, unknown)).expect("config");
+    let log_path = h.dir.path().join("run.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = ChildGuard(
+        h.command("run")
+            .stdin(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn"),
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after the sink failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stderr = std::fs::read_to_string(&log_path).expect("log");
+    assert!(!status.success(), "exit status {status:?}");
+    assert!(
+        stderr.contains("the CloudTrail sink stopped") && stderr.contains("ChannelNotFound"),
+        "{stderr}"
+    );
 }

@@ -141,7 +141,21 @@ where
     D: TopicWriter,
     I: TopicInspect,
 {
-    let end = sink(parts, chain, publisher, settings, metrics, stop_at_end, cancel).await;
+    let end = async {
+        let committed = match parts.committer {
+            Some(committer) => committer
+                .committed()
+                .await
+                .context("reading the sink's stored offsets")?,
+            None => Vec::new(),
+        };
+        // A bounded replay stops at its range's end, which is no stall.
+        let stall_timeout = (!stop_at_end).then_some(settings.stall_timeout);
+        let progress = Progress::new(&committed, &parts.reader.positions(), stall_timeout);
+        let mut running = Running::start(parts, chain, publisher, settings, metrics, progress, stop_at_end)?;
+        running.run(settings, cancel, stop_at_end).await
+    }
+    .await;
     match &end {
         Ok(_) => metrics.set_stage("sink", "stopped"),
         Err(e) => {
@@ -152,108 +166,111 @@ where
     end
 }
 
-async fn sink<R, C, D, I>(
-    parts: SinkParts<'_, R, C, D, I>,
-    chain: impl Transform,
-    publisher: impl Deliver,
-    settings: &SinkConfig,
-    metrics: &Arc<PipelineMetrics>,
-    stop_at_end: bool,
-    cancel: CancellationToken,
-) -> Result<SinkEnd>
-where
-    R: TopicReader + 'static,
-    C: OffsetCommitter,
-    D: TopicWriter,
-    I: TopicInspect,
-{
-    let SinkParts {
-        reader,
-        committer,
-        dead_letters,
-        inspect,
-        topic,
-    } = parts;
-    let committed = match committer {
-        Some(committer) => committer
-            .committed()
-            .await
-            .context("reading the sink's stored offsets")?,
-        None => Vec::new(),
-    };
-    // A bounded replay stops at its range's end, which is no stall.
-    let stall_timeout = (!stop_at_end).then_some(settings.stall_timeout);
-    let progress = Progress::new(&committed, &reader.positions(), stall_timeout);
-    let permits = Arc::new(Semaphore::new(settings.window));
-    let reads = Arc::new(AtomicU64::new(0));
-    let reader_stop = CancellationToken::new();
-    let (raw_tx, raw_rx) = mpsc::channel::<Vec<TopicRecord>>(4);
-    let (done_tx, done_rx) = mpsc::channel::<Transformed>(4);
-    let reader = tokio::spawn(
-        ReadLoop {
-            reader,
-            permits: permits.clone(),
-            batch: settings.read_batch,
-            out: raw_tx,
-            stop_at_end,
-            stop: reader_stop.clone(),
-            reads: reads.clone(),
-        }
-        .run(),
-    );
-    let transformer = spawn_transformer(chain, raw_rx, done_tx)?;
-    let (publish_tx, publish_rx) = mpsc::channel::<PublishItem<SinkToken>>(settings.window.max(100));
-    let (settled_tx, settled_rx) = mpsc::channel::<Settlement<SinkToken>>(settings.window.max(100));
-    let publisher_task = tokio::spawn(publisher.deliver(publish_rx, settled_tx));
-    metrics.set_stage("sink", "running");
-    let mut state = SinkLoop {
-        tracker: OffsetTracker::default(),
-        outbox: VecDeque::new(),
-        publish: Some(publish_tx),
-        publisher_ended_early: false,
-        commits: Commits::default(),
-        progress,
-        reads,
-        stages: Stages {
-            reader: Some(reader),
-            transformer: Some(transformer),
-        },
-        permits,
-        metrics: metrics.clone(),
-        topic,
-    };
-    let io = LoopIo {
-        committer,
-        dead_letters,
-        inspect,
-    };
-    let end = state
-        .run(
-            &io,
-            settings,
-            done_rx,
-            settled_rx,
-            cancel,
-            reader_stop.clone(),
-            stop_at_end,
-        )
-        .await;
-    reader_stop.cancel();
-    if let Some(reader) = state.stages.reader.take() {
-        reader.abort();
+/// A started sink: its stages running, the loop's state and channels.
+struct Running<'a, C, D, I> {
+    state: SinkLoop,
+    io: LoopIo<'a, C, D, I>,
+    transformed: mpsc::Receiver<Transformed>,
+    settled: mpsc::Receiver<Settlement<SinkToken>>,
+    publisher: JoinHandle<Result<(), FatalError>>,
+    reader_stop: CancellationToken,
+}
+
+impl<'a, C: OffsetCommitter, D: TopicWriter, I: TopicInspect> Running<'a, C, D, I> {
+    /// Starts the reader task, the SmartModule thread and the publisher.
+    fn start<R: TopicReader + 'static>(
+        parts: SinkParts<'a, R, C, D, I>,
+        chain: impl Transform,
+        publisher: impl Deliver,
+        settings: &SinkConfig,
+        metrics: &Arc<PipelineMetrics>,
+        progress: Progress,
+        stop_at_end: bool,
+    ) -> Result<Self> {
+        let permits = Arc::new(Semaphore::new(settings.window));
+        let reads = Arc::new(AtomicU64::new(0));
+        let reader_stop = CancellationToken::new();
+        let (raw_tx, raw_rx) = mpsc::channel::<Vec<TopicRecord>>(4);
+        let (done_tx, transformed) = mpsc::channel::<Transformed>(4);
+        let reader = tokio::spawn(
+            ReadLoop {
+                reader: parts.reader,
+                permits: permits.clone(),
+                batch: settings.read_batch,
+                out: raw_tx,
+                stop_at_end,
+                stop: reader_stop.clone(),
+                reads: reads.clone(),
+            }
+            .run(),
+        );
+        let transformer = spawn_transformer(chain, raw_rx, done_tx)?;
+        let (publish_tx, publish_rx) = mpsc::channel::<PublishItem<SinkToken>>(settings.window.max(100));
+        let (settled_tx, settled) = mpsc::channel::<Settlement<SinkToken>>(settings.window.max(100));
+        let publisher = tokio::spawn(publisher.deliver(publish_rx, settled_tx));
+        metrics.set_stage("sink", "running");
+        let state = SinkLoop {
+            tracker: OffsetTracker::default(),
+            outbox: VecDeque::new(),
+            publish: Some(publish_tx),
+            publisher_ended_early: false,
+            commits: Commits::default(),
+            progress,
+            reads,
+            stages: Stages {
+                reader: Some(reader),
+                transformer: Some(transformer),
+            },
+            permits,
+            metrics: metrics.clone(),
+            topic: parts.topic,
+        };
+        let io = LoopIo {
+            committer: parts.committer,
+            dead_letters: parts.dead_letters,
+            inspect: parts.inspect,
+        };
+        Ok(Self {
+            state,
+            io,
+            transformed,
+            settled,
+            publisher,
+            reader_stop,
+        })
     }
-    let publisher_result = finish_publisher(publisher_task).await;
-    match (end, publisher_result) {
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) => Err(e),
-        (Ok(_), Ok(())) if state.publisher_ended_early => Err(anyhow!("the publisher stopped unexpectedly")),
-        (Ok(end), Ok(())) => Ok(end),
+
+    /// Runs the loop, then stops the stages; a publisher failure is the sink's.
+    async fn run(&mut self, settings: &SinkConfig, cancel: CancellationToken, stop_at_end: bool) -> Result<SinkEnd> {
+        let end = self
+            .state
+            .run(
+                &self.io,
+                settings,
+                &mut self.transformed,
+                &mut self.settled,
+                cancel,
+                self.reader_stop.clone(),
+                stop_at_end,
+            )
+            .await;
+        self.reader_stop.cancel();
+        if let Some(reader) = self.state.stages.reader.take() {
+            reader.abort();
+        }
+        let publisher_result = finish_publisher(&mut self.publisher).await;
+        match (end, publisher_result) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(_), Ok(())) if self.state.publisher_ended_early => Err(anyhow!("the publisher stopped unexpectedly")),
+            (Ok(end), Ok(())) => Ok(end),
+        }
     }
 }
 
 /// Waits for the publisher (aborting it if it is still running after the
 /// drain); its fatal error or panic is the sink's error.
-async fn finish_publisher(task: JoinHandle<Result<(), FatalError>>) -> Result<()> {
+async fn finish_publisher(task: &mut JoinHandle<Result<(), FatalError>>) -> Result<()> {
     if !task.is_finished() {
         task.abort();
     }
@@ -461,8 +478,8 @@ impl SinkLoop {
         &mut self,
         io: &LoopIo<'_, C, D, I>,
         settings: &SinkConfig,
-        mut transformed: mpsc::Receiver<Transformed>,
-        mut settled: mpsc::Receiver<Settlement<SinkToken>>,
+        transformed: &mut mpsc::Receiver<Transformed>,
+        settled: &mut mpsc::Receiver<Settlement<SinkToken>>,
         cancel: CancellationToken,
         reader_stop: CancellationToken,
         stop_at_end: bool,
@@ -484,7 +501,7 @@ impl SinkLoop {
                     self.metrics.set_stage("sink", "draining");
                 }
                 first = settled.recv() => match first {
-                    Some(first) => self.settlements(first, &mut settled, io.dead_letters).await,
+                    Some(first) => self.settlements(first, settled, io.dead_letters).await,
                     // The publisher ended: drained after shutdown, or stopped by a
                     // fatal error or a panic (which the caller reports).
                     None => {
