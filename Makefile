@@ -13,7 +13,7 @@ SM_WASM := $(SM_DIR)/target/wasm32-wasip1/release/falcon_audit_to_cloudtrail.was
 CLIPPY := RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: demo test setup wasm wasm-demo lint fmt deps-check bench \
+.PHONY: demo test setup tools wasm wasm-demo lint fmt deps-check bench \
 	build-demo build-bin build-test build-tests build-sm-tests lint-faults
 
 ## Runs both emulators and the whole pipeline, then prints a summary.
@@ -31,7 +31,7 @@ build-bin:
 	+cargo build --bin falcon-lake
 
 ## Runs every check CI runs: formatting, clippy, all tests (native and wasm).
-test: setup fmt deps-check
+test: setup tools fmt deps-check
 	$(MAKE) --no-print-directory -j2 build-test
 	$(CLIPPY) cargo test --workspace --tests
 	cd $(SM_DIR) && $(CLIPPY) cargo test
@@ -50,6 +50,8 @@ lint-faults:
 
 setup:
 	rustup target add wasm32-wasip1 wasm32-unknown-unknown
+
+tools:
 	rustup component add rustfmt clippy
 
 ## Builds the SmartModule for both targets (what smdk builds, and --nowasi).
@@ -58,7 +60,7 @@ wasm: setup
 	+cd $(SM_DIR) && cargo build --release --target wasm32-unknown-unknown
 	+cd smartmodules/test-faults && cargo build --release --target wasm32-wasip1
 
-fmt:
+fmt: tools
 	cargo fmt --all --check
 	cd $(SM_DIR) && cargo fmt --check
 	cd smartmodules/test-faults && cargo fmt --check
