@@ -116,6 +116,15 @@ pub struct FalconConfig {
     /// Topic for rejected lines (the source stage's dead-letter output).
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// Proxy for the Falcon API (`http://host:port`, or `none`); default `HTTPS_PROXY`.
+    #[serde(default)]
+    pub proxy: Option<crate::net::ProxyChoice>,
+    /// Hosts reached without the proxy (`NO_PROXY` syntax); default `NO_PROXY`.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    /// PEM certificates trusted besides the system's roots (a TLS-inspecting proxy's CA).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_app_id() -> String {
@@ -168,6 +177,19 @@ impl FalconConfig {
             rate_limit_wait: default_rate_limit_wait(),
             max_line_bytes: default_max_line(),
             dead_letter_topic: None,
+            proxy: None,
+            no_proxy: None,
+            ca_file: None,
+        }
+    }
+
+    /// The section's network settings (proxy, CA file).
+    pub fn network(&self) -> crate::net::NetworkSettings {
+        crate::net::NetworkSettings {
+            proxy: self.proxy.clone(),
+            no_proxy: self.no_proxy.clone(),
+            ca_file: self.ca_file.clone(),
+            section: "falcon",
         }
     }
 
