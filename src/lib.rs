@@ -15,6 +15,7 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod net;
+pub mod ops;
 pub mod pipeline;
 pub mod secret;
 pub mod topic;

@@ -281,6 +281,14 @@ impl TlsPipeline {
     }
 }
 
+/// Waits until `run` has finished; says how.
+async fn run_until_end(run: &tokio::task::JoinHandle<anyhow::Result<()>>) -> String {
+    while !run.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    "see the log (RUST_LOG=falcon_lake=debug)".to_string()
+}
+
 fn named(host: &str, addr: SocketAddr) -> url::Url {
     url::Url::parse(&format!("https://{host}:{}/", addr.port())).expect("url")
 }
@@ -313,7 +321,10 @@ async fn the_pipeline_runs_over_tls_through_a_connect_proxy() {
         .expect("pipeline builds");
     let cancel = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(cancel.clone()));
-    p.wait_delivered(&expected).await;
+    tokio::select! {
+        () = p.wait_delivered(&expected) => {}
+        ended = run_until_end(&run) => panic!("the pipeline stopped: {ended}"),
+    }
     cancel.cancel();
     run.await.expect("task").expect("clean stop");
 
@@ -387,3 +398,4 @@ async fn https_proxy_from_the_environment_carries_both_clients() {
     assert!(tunnels.keys().any(|t| t.starts_with(FALCON_HOST)), "{tunnels:?}");
     assert!(tunnels.keys().any(|t| t.starts_with(CLOUDTRAIL_HOST)), "{tunnels:?}");
 }
+
