@@ -11,6 +11,7 @@ pub mod config;
 pub mod connector;
 pub mod emulate;
 pub mod falcon;
+pub mod fig;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

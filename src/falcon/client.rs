@@ -270,7 +270,10 @@ impl FalconClient {
                     tracing::info!(partition, last, "resuming after the last event in the topic");
                     FeedStart::Offset(last.saturating_add(1))
                 }
-                None => FeedStart::Oldest,
+                None => match self.config.initial_offsets.get(&partition) {
+                    Some(first) => FeedStart::Offset(*first),
+                    None => FeedStart::Oldest,
+                },
             },
             StartPosition::Earliest => FeedStart::Oldest,
             StartPosition::Latest => FeedStart::Latest,

@@ -92,6 +92,10 @@ pub struct FalconConfig {
     /// Start positions of single partitions, overriding `start`.
     #[serde(default)]
     pub partition_start: BTreeMap<u32, StartPosition>,
+    /// With `resume`: where a partition the topic holds nothing of yet starts
+    /// (inclusive), e.g. where another tool stopped; later starts resume.
+    #[serde(default)]
+    pub initial_offsets: BTreeMap<u32, u64>,
     /// Server-side `eventType` filter; empty (default) reads every type.
     #[serde(default)]
     pub event_types: Vec<String>,
@@ -169,6 +173,7 @@ impl FalconConfig {
             allow_insecure_http: false,
             start: StartPosition::Resume,
             partition_start: BTreeMap::new(),
+            initial_offsets: BTreeMap::new(),
             event_types: Vec::new(),
             idle_timeout: default_idle_timeout(),
             request_timeout: default_request_timeout(),
