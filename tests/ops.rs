@@ -312,3 +312,23 @@ fn metric_names(expr: &str) -> Vec<String> {
     }
     names
 }
+
+#[test]
+fn the_container_config_loads_from_the_environment() {
+    use falcon_lake::config::secrets::SecretStore;
+    use falcon_lake::secret::Secret;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/docker/pipeline.yaml");
+    let values = [
+        ("FALCON_CLIENT_ID", "0123456789abcdef0123456789abcdef"),
+        ("FALCON_CLIENT_SECRET", "s"),
+        ("FALCON_CLOUD", "eu-1"),
+        ("CLOUDTRAIL_CHANNEL_ARN", CHANNEL_ARN),
+    ];
+    let store = SecretStore::Map(values.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect());
+    let config = falcon_lake::config::embedded::EmbeddedConfig::load(&path, &store).expect("valid");
+    assert_eq!(config.falcon.api_base().as_str(), "https://api.eu-1.crowdstrike.com/");
+    assert_eq!(config.cloudtrail.channel_arn, CHANNEL_ARN);
+    assert_eq!(config.storage_path(), std::path::Path::new("/var/lib/falcon-lake/falcon-lake.db"));
+    assert_eq!(config.transforms[0].uses, "/usr/local/share/falcon-lake/falcon_audit_to_cloudtrail.wasm");
+    assert!(config.metrics.address.is_some(), "/health for the HEALTHCHECK");
+}
