@@ -164,7 +164,9 @@ pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
     let inspect = backend.topic(&topic);
     let dead_letters = backend.writer(&dead_letter, &ProducerSettings::default()).await?;
     let status_topic = crate::ops::topics::status_topic(&topic);
-    backend.ensure_topic(&TopicDefinition::Name(status_topic.clone())).await?;
+    backend
+        .ensure_topic(&TopicDefinition::Name(status_topic.clone()))
+        .await?;
     let status_writer = backend.writer(&status_topic, &ProducerSettings::default()).await?;
     let status_inspect = backend.topic(&status_topic);
     let cancel = CancellationToken::new();

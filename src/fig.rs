@@ -73,7 +73,11 @@ pub const ENV_KEYS: [(&str, &str, &str); 22] = [
     ("FIG_WORKER_THREADS", "main", "worker_threads"),
     ("LOG_LEVEL", "logging", "level"),
     ("EVENTS_SEVERITY_THRESHOLD", "events", "severity_threshold"),
-    ("EVENTS_OLDER_THAN_DAYS_THRESHOLD", "events", "older_than_days_threshold"),
+    (
+        "EVENTS_OLDER_THAN_DAYS_THRESHOLD",
+        "events",
+        "older_than_days_threshold",
+    ),
     ("EVENTS_OFFSET", "events", "offset"),
     ("EVENTS_START_FROM_NEWEST", "events", "start_from_newest"),
     ("FALCON_CLOUD_REGION", "falcon", "cloud_region"),
@@ -86,8 +90,16 @@ pub const ENV_KEYS: [(&str, &str, &str); 22] = [
     ("SSM_CLIENT_ID", "ssm", "ssm_client_id"),
     ("SSM_CLIENT_SECRET", "ssm", "ssm_client_secret"),
     ("SECRETS_MANAGER_REGION", "secrets_manager", "region"),
-    ("SECRETS_MANAGER_SECRET_NAME", "secrets_manager", "secrets_manager_secret_name"),
-    ("SECRETS_MANAGER_CLIENT_ID_KEY", "secrets_manager", "secrets_manager_client_id_key"),
+    (
+        "SECRETS_MANAGER_SECRET_NAME",
+        "secrets_manager",
+        "secrets_manager_secret_name",
+    ),
+    (
+        "SECRETS_MANAGER_CLIENT_ID_KEY",
+        "secrets_manager",
+        "secrets_manager_client_id_key",
+    ),
     (
         "SECRETS_MANAGER_CLIENT_SECRET_KEY",
         "secrets_manager",
@@ -192,8 +204,9 @@ pub fn import(fig: &Ini, options: &ImportOptions) -> Result<Imported> {
             if unknown.is_empty() { String::new() } else { format!("; unknown to FIG: {unknown:?}") }
         ));
     }
-    let channel_arn = get("cloudtrail_lake", "channel_arn")
-        .context("cloudtrail_lake.channel_arn (CLOUDTRAIL_LAKE_CHANNEL_ARN) is required with the CLOUDTRAIL_LAKE backend")?;
+    let channel_arn = get("cloudtrail_lake", "channel_arn").context(
+        "cloudtrail_lake.channel_arn (CLOUDTRAIL_LAKE_CHANNEL_ARN) is required with the CLOUDTRAIL_LAKE backend",
+    )?;
     let channel: ChannelArn = channel_arn
         .parse()
         .map_err(|e| anyhow::anyhow!("cloudtrail_lake.channel_arn: {e}"))?;
@@ -206,16 +219,31 @@ pub fn import(fig: &Ini, options: &ImportOptions) -> Result<Imported> {
         }
     }
     let cloud = get("falcon", "cloud_region").unwrap_or("us-1");
-    let cloud: Cloud = serde_yaml::from_str(&format!("{cloud:?}"))
-        .map_err(|_| anyhow::anyhow!("falcon.cloud_region {cloud:?} is not a Falcon cloud (us-1, us-2, eu-1, us-gov-1, us-gov-2, us-3)"))?;
+    let cloud: Cloud = serde_yaml::from_str(&format!("{cloud:?}")).map_err(|_| {
+        anyhow::anyhow!(
+            "falcon.cloud_region {cloud:?} is not a Falcon cloud (us-1, us-2, eu-1, us-gov-1, us-gov-2, us-3)"
+        )
+    })?;
     let app_id = get("falcon", "application_id").unwrap_or("fig-default-app-id");
     let start = start_positions(fig, options, &mut notes)?;
     credential_notes(fig, &mut notes);
     for (section, key, why) in [
-        ("main", "worker_threads", "falcon-lake sends batches of up to 100 events, in order"),
+        (
+            "main",
+            "worker_threads",
+            "falcon-lake sends batches of up to 100 events, in order",
+        ),
         ("events", "severity_threshold", "it has no effect on audit events"),
-        ("events", "older_than_days_threshold", "falcon-lake does not drop old events (Falcon keeps about 7 days)"),
-        ("falcon", "reconnect_retry_count", "falcon-lake retries discovery without limit, with back-off (falcon.discovery_backoff_max)"),
+        (
+            "events",
+            "older_than_days_threshold",
+            "falcon-lake does not drop old events (Falcon keeps about 7 days)",
+        ),
+        (
+            "falcon",
+            "reconnect_retry_count",
+            "falcon-lake retries discovery without limit, with back-off (falcon.discovery_backoff_max)",
+        ),
     ] {
         if let Some(value) = get(section, key) {
             notes.push(format!("not carried: {section}.{key} = {value} ({why})"));
@@ -345,8 +373,15 @@ struct Render<'a> {
 
 fn render(r: &Render<'_>) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# falcon-lake pipeline imported from the Falcon Integration Gateway ({})", r.source);
-    let _ = writeln!(out, "# by `falcon-lake import-fig`. Check it with `falcon-lake check --config FILE`.");
+    let _ = writeln!(
+        out,
+        "# falcon-lake pipeline imported from the Falcon Integration Gateway ({})",
+        r.source
+    );
+    let _ = writeln!(
+        out,
+        "# by `falcon-lake import-fig`. Check it with `falcon-lake check --config FILE`."
+    );
     for note in r.notes {
         let _ = writeln!(out, "#  - {note}");
     }
@@ -424,10 +459,7 @@ metrics:
 
 /// A YAML scalar for `text`: plain when safe, else double-quoted JSON.
 fn yaml_string(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+    let plain = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
     if plain {
         text.to_string()
     } else {
@@ -461,6 +493,9 @@ mod tests {
         assert_eq!(fig["falcon"]["application_id"], "my-app");
         assert!(parse_ini("key = before any section").is_err());
         let env = parse_env_file("# c\nexport A=\"x y\"\nB='z'\nC=plain\n");
-        assert_eq!((env["A"].as_str(), env["B"].as_str(), env["C"].as_str()), ("x y", "z", "plain"));
+        assert_eq!(
+            (env["A"].as_str(), env["B"].as_str(), env["C"].as_str()),
+            ("x y", "z", "plain")
+        );
     }
 }

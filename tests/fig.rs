@@ -74,18 +74,38 @@ fn a_single_feed_config_ini() {
              [cloudtrail_lake]\nchannel_arn = {ARN}\nregion = eu-west-1\n"
         ),
     );
-    let (yaml, notes) = ok(&import_fig(&[ini.as_os_str(), "--fig-offsets".as_ref(), "{'0': 42599}".as_ref()]));
-    assert!(!yaml.contains(FIG_SECRET) && !notes.contains(FIG_SECRET), "the secret is never copied");
+    let (yaml, notes) = ok(&import_fig(&[
+        ini.as_os_str(),
+        "--fig-offsets".as_ref(),
+        "{'0': 42599}".as_ref(),
+    ]));
+    assert!(
+        !yaml.contains(FIG_SECRET) && !notes.contains(FIG_SECRET),
+        "the secret is never copied"
+    );
     let config = load(&yaml, dir.path());
     assert_eq!(config.falcon.api_base().as_str(), "https://api.eu-1.crowdstrike.com/");
-    assert_eq!(config.falcon.client_id, "imported-client-id", "from ${{{{ secrets.FALCON_CLIENT_ID }}}}");
+    assert_eq!(
+        config.falcon.client_id, "imported-client-id",
+        "from ${{{{ secrets.FALCON_CLIENT_ID }}}}"
+    );
     assert_eq!(config.falcon.app_id, "crwd-fig-lake");
     assert_eq!(config.falcon.event_types, vec!["AuthActivityAuditEvent".to_string()]);
-    assert_eq!(config.falcon.initial_offsets, [(0, 42_600)].into(), "right after FIG's last delivered event");
+    assert_eq!(
+        config.falcon.initial_offsets,
+        [(0, 42_600)].into(),
+        "right after FIG's last delivered event"
+    );
     assert_eq!(config.cloudtrail.channel_arn, ARN);
     assert_eq!(config.cloudtrail.signing_region().expect("region"), "eu-west-1");
     assert!(profile_of(&config).contains("fig"));
-    for needle in ["worker_threads", "older_than_days_threshold", "RUST_LOG=warn", "not copied", "stop FIG"] {
+    for needle in [
+        "worker_threads",
+        "older_than_days_threshold",
+        "RUST_LOG=warn",
+        "not copied",
+        "stop FIG",
+    ] {
         assert!(notes.contains(needle), "{needle:?} missing from the notes:\n{notes}");
     }
 }
@@ -121,8 +141,14 @@ fn several_feeds_with_offsets_and_other_backends() {
         config.transforms[0].uses,
         "/usr/local/share/falcon-lake/falcon_audit_to_cloudtrail.wasm"
     );
-    assert!(notes.contains("AWS_SQS, GENERIC"), "backends it cannot carry are named:\n{notes}");
-    assert!(yaml.contains("# ") && yaml.contains("AWS_SQS"), "and written into the file's header");
+    assert!(
+        notes.contains("AWS_SQS, GENERIC"),
+        "backends it cannot carry are named:\n{notes}"
+    );
+    assert!(
+        yaml.contains("# ") && yaml.contains("AWS_SQS"),
+        "and written into the file's header"
+    );
 }
 
 #[test]
@@ -143,7 +169,13 @@ fn an_env_only_configuration() {
     assert_eq!(config.falcon.app_id, "crwd-fig-lake");
     assert_eq!(config.cloudtrail.channel_arn, ARN);
     assert!(config.falcon.initial_offsets.is_empty());
-    for needle in ["/falcon/client_id", "/falcon/client_secret", "valueFrom", "External Secrets", "no --fig-offsets"] {
+    for needle in [
+        "/falcon/client_id",
+        "/falcon/client_secret",
+        "valueFrom",
+        "External Secrets",
+        "no --fig-offsets",
+    ] {
         assert!(notes.contains(needle), "{needle:?} missing from the notes:\n{notes}");
     }
 
@@ -187,7 +219,10 @@ async fn the_switch_neither_loses_nor_repeats_an_event() {
         .replace("  cloud: us-1\n", &format!("  base_url: {}\n", h.falcon.url()))
         .replace(
             "  region: us-east-1\n",
-            &format!("  region: us-east-1\n  endpoint_url: {}\n  linger: 20ms\n", h.cloudtrail.url()),
+            &format!(
+                "  region: us-east-1\n  endpoint_url: {}\n  linger: 20ms\n",
+                h.cloudtrail.url()
+            ),
         )
         .replace("path: falcon-lake.db", "path: imported.db")
         .replace("address: 127.0.0.1:9464", "address: 127.0.0.1:0");
@@ -219,7 +254,12 @@ async fn the_switch_neither_loses_nor_repeats_an_event() {
             }
         }
     }
-    assert!(!after.is_empty() && !before.is_empty(), "{} after, {} before", after.len(), before.len());
+    assert!(
+        !after.is_empty() && !before.is_empty(),
+        "{} after, {} before",
+        after.len(),
+        before.len()
+    );
 
     let pipeline = h.pipeline().await;
     let cancel = CancellationToken::new();
@@ -231,7 +271,12 @@ async fn the_switch_neither_loses_nor_repeats_an_event() {
             break;
         }
         assert!(!run.is_finished(), "the pipeline stopped");
-        assert!(tokio::time::Instant::now() < deadline, "{} of {} delivered", stored.len(), after.len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} delivered",
+            stored.len(),
+            after.len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Let the sink catch up with whatever else it read, then stop.
@@ -239,7 +284,10 @@ async fn the_switch_neither_loses_nor_repeats_an_event() {
     cancel.cancel();
     run.await.expect("task").expect("clean stop");
     let stored = h.stored().await;
-    assert!(before.iter().all(|id| !stored.contains_key(id)), "nothing FIG delivered is sent again");
+    assert!(
+        before.iter().all(|id| !stored.contains_key(id)),
+        "nothing FIG delivered is sent again"
+    );
     let mut ids: Vec<&String> = stored.keys().collect();
     ids.sort();
     let mut want: Vec<&String> = after.iter().collect();

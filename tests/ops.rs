@@ -116,7 +116,12 @@ async fn status_tells_running_from_stopped_and_counts_dead_letters() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let running = cli(&h, &["status"], &["--json"]);
-    assert_eq!(running.status.code(), Some(0), "{}", String::from_utf8_lossy(&running.stdout));
+    assert_eq!(
+        running.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&running.stdout)
+    );
     let report = json_of(&running);
     assert_eq!(report["verdict"]["state"], "running");
     assert_eq!(report["backend"], "embedded");
@@ -135,7 +140,10 @@ async fn status_tells_running_from_stopped_and_counts_dead_letters() {
     assert_eq!(letters["total"], 6);
     let groups = letters["groups"].as_array().expect("groups");
     let publish = groups.iter().find(|g| g["stage"] == "publish").expect("publish group");
-    assert_eq!((publish["code"].as_str(), publish["count"].as_u64()), (Some("InvalidData"), Some(5)));
+    assert_eq!(
+        (publish["code"].as_str(), publish["count"].as_u64()),
+        (Some("InvalidData"), Some(5))
+    );
     assert!(publish["oldest"].as_str().is_some() && publish["newest"].as_str().is_some());
     assert!(groups.iter().any(|g| g["stage"] == "source" && g["count"] == 1));
 
@@ -145,7 +153,12 @@ async fn status_tells_running_from_stopped_and_counts_dead_letters() {
     assert_eq!(stopped.status.code(), Some(2), "stopped is not healthy");
     let table = String::from_utf8_lossy(&stopped.stdout);
     assert!(table.starts_with("sink: stopped"), "{table}");
-    for needle in ["last delivery: 20", "e2e (this config)", "InvalidData", "dead letters in falcon-events-dlq: 6"] {
+    for needle in [
+        "last delivery: 20",
+        "e2e (this config)",
+        "InvalidData",
+        "dead letters in falcon-events-dlq: 6",
+    ] {
         assert!(table.contains(needle), "{needle:?} missing from\n{table}");
     }
 }
@@ -176,7 +189,11 @@ async fn dlq_lists_shows_and_redrives_each_letter_once() {
     let (h, expected) = with_dead_letters().await;
     run_until(&h, async |h: &Harness| settled(h, expected.len()).await).await;
     let before = h.stored().await;
-    let refused: BTreeSet<String> = expected.keys().filter(|id| !before.contains_key(*id)).cloned().collect();
+    let refused: BTreeSet<String> = expected
+        .keys()
+        .filter(|id| !before.contains_key(*id))
+        .cloned()
+        .collect();
     assert_eq!(refused.len(), 5);
 
     let listed = cli(&h, &["dlq", "list"], &[]);
@@ -190,7 +207,10 @@ async fn dlq_lists_shows_and_redrives_each_letter_once() {
     let first = publish[0]["offset"].as_u64().expect("offset").to_string();
     let shown = cli(&h, &["dlq", "show"], &["--offset", &first]);
     let shown = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.contains("eventData:") && shown.contains("\"eventName\""), "{shown}");
+    assert!(
+        shown.contains("eventData:") && shown.contains("\"eventName\""),
+        "{shown}"
+    );
     assert!(shown.contains("injected"), "the reason is shown:\n{shown}");
     assert!(cli(&h, &["dlq", "list"], &["--stage", "nonsense"]).status.code() != Some(0));
 
@@ -199,16 +219,25 @@ async fn dlq_lists_shows_and_redrives_each_letter_once() {
     let report = String::from_utf8_lossy(&redriven.stdout);
     assert_eq!(redriven.status.code(), Some(0), "{summary}\n{report}");
     assert!(summary.contains("6 selected; 5 delivered (5 events)"), "{summary}");
-    assert!(report.contains("no raw event to redrive"), "the source letter says why:\n{report}");
+    assert!(
+        report.contains("no raw event to redrive"),
+        "the source letter says why:\n{report}"
+    );
     let after = h.stored().await;
     for id in &refused {
         assert_eq!(after.get(id), Some(&1), "{id} delivered once");
     }
-    assert!(before.iter().all(|(id, n)| after.get(id) == Some(n)), "nothing else resent");
+    assert!(
+        before.iter().all(|(id, n)| after.get(id) == Some(n)),
+        "nothing else resent"
+    );
 
     let again = cli(&h, &["dlq", "redrive"], &[]);
     let summary = String::from_utf8_lossy(&again.stderr);
-    assert!(summary.contains("1 selected; 0 delivered") && summary.contains("5 already redriven"), "{summary}");
+    assert!(
+        summary.contains("1 selected; 0 delivered") && summary.contains("5 already redriven"),
+        "{summary}"
+    );
     assert_eq!(h.stored().await, after, "a second redrive resends nothing");
     assert_eq!(h.topic_records("falcon-events-dlq").await.len(), 6, "no letter deleted");
     let marked = json_of(&cli(&h, &["dlq", "list"], &["--stage", "publish", "--json"]));
@@ -255,7 +284,9 @@ async fn every_metric_the_dashboard_queries_is_served() {
         falcon: Some(Default::default()),
         cloudtrail: Some(Default::default()),
     };
-    let server = serve("127.0.0.1:0".parse().expect("addr"), sources).await.expect("serve");
+    let server = serve("127.0.0.1:0".parse().expect("addr"), sources)
+        .await
+        .expect("serve");
     let text = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -328,7 +359,13 @@ fn the_container_config_loads_from_the_environment() {
     let config = falcon_lake::config::embedded::EmbeddedConfig::load(&path, &store).expect("valid");
     assert_eq!(config.falcon.api_base().as_str(), "https://api.eu-1.crowdstrike.com/");
     assert_eq!(config.cloudtrail.channel_arn, CHANNEL_ARN);
-    assert_eq!(config.storage_path(), std::path::Path::new("/var/lib/falcon-lake/falcon-lake.db"));
-    assert_eq!(config.transforms[0].uses, "/usr/local/share/falcon-lake/falcon_audit_to_cloudtrail.wasm");
+    assert_eq!(
+        config.storage_path(),
+        std::path::Path::new("/var/lib/falcon-lake/falcon-lake.db")
+    );
+    assert_eq!(
+        config.transforms[0].uses,
+        "/usr/local/share/falcon-lake/falcon_audit_to_cloudtrail.wasm"
+    );
     assert!(config.metrics.address.is_some(), "/health for the HEALTHCHECK");
 }

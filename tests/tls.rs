@@ -163,7 +163,9 @@ async fn tunnel(
     if auth.is_some() && given_auth != auth {
         refuse(format!("CONNECT {target} without the right credentials"));
         return client
-            .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\n\r\n")
+            .write_all(
+                b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\n\r\n",
+            )
             .await;
     }
     let upstream = match target.rsplit_once(':') {
@@ -201,7 +203,9 @@ impl TlsPipeline {
         let mut cloudtrail = cloudtrail_emulator_config();
         cloudtrail.tls = tls;
         let falcon = FalconEmulator::start(falcon).await.expect("falcon emulator");
-        let cloudtrail = CloudTrailEmulator::start(cloudtrail).await.expect("cloudtrail emulator");
+        let cloudtrail = CloudTrailEmulator::start(cloudtrail)
+            .await
+            .expect("cloudtrail emulator");
         assert_eq!(falcon.url().scheme(), "https");
         let falcon_url = named(FALCON_HOST, falcon.server.addr);
         let cloudtrail_url = named(CLOUDTRAIL_HOST, cloudtrail.server.addr);
@@ -216,7 +220,9 @@ impl TlsPipeline {
             db: Path::new("log.db"),
             sync: "normal",
             extra_falcon: &format!("  idle_timeout: 5s\n  reconnect_backoff_max: 500ms\n{falcon_extra}"),
-            extra_cloudtrail: &format!("  linger: 20ms\n  retry_initial_backoff: 20ms\n  retry_max_backoff: 300ms\n{cloudtrail_extra}"),
+            extra_cloudtrail: &format!(
+                "  linger: 20ms\n  retry_initial_backoff: 20ms\n  retry_max_backoff: 300ms\n{cloudtrail_extra}"
+            ),
             extra: "",
         }
         .yaml();
@@ -329,12 +335,22 @@ async fn the_pipeline_runs_over_tls_through_a_connect_proxy() {
     run.await.expect("task").expect("clean stop");
 
     let stored = p.stored();
-    assert_eq!(stored.keys().cloned().collect::<Vec<_>>(), expected, "exactly the expected events");
+    assert_eq!(
+        stored.keys().cloned().collect::<Vec<_>>(),
+        expected,
+        "exactly the expected events"
+    );
     let tunnels = proxy.tunnels();
     let falcon_target = format!("{FALCON_HOST}:{}", p.falcon.server.addr.port());
     let cloudtrail_target = format!("{CLOUDTRAIL_HOST}:{}", p.cloudtrail.server.addr.port());
-    assert!(tunnels.get(&falcon_target).copied().unwrap_or(0) >= 2, "token, discovery and feed: {tunnels:?}");
-    assert!(tunnels.get(&cloudtrail_target).copied().unwrap_or(0) >= 1, "{tunnels:?}");
+    assert!(
+        tunnels.get(&falcon_target).copied().unwrap_or(0) >= 2,
+        "token, discovery and feed: {tunnels:?}"
+    );
+    assert!(
+        tunnels.get(&cloudtrail_target).copied().unwrap_or(0) >= 1,
+        "{tunnels:?}"
+    );
     assert_eq!(tunnels.len(), 2, "no other target: {tunnels:?}");
     assert!(proxy.refused().is_empty(), "refused: {:?}", proxy.refused());
 }
@@ -348,19 +364,27 @@ async fn certificates_are_checked_by_default() {
     let client = falcon_lake::falcon::FalconClient::new(config.falcon.clone(), Default::default()).expect("client");
     let err = client.auth().token().await.expect_err("an unknown issuer is refused");
     let message = format!("{err}").to_lowercase();
-    assert!(message.contains("certificate") || message.contains("issuer"), "{message}");
+    assert!(
+        message.contains("certificate") || message.contains("issuer"),
+        "{message}"
+    );
 
-    let service = falcon_lake::cloudtrail::service::CloudTrailService::new(&config.cloudtrail, Some(test_credentials()))
-        .await
-        .expect("service");
-    let failure = service
-        .put::<u64>(&[])
-        .await
-        .expect_err("an unknown issuer is refused");
+    let service =
+        falcon_lake::cloudtrail::service::CloudTrailService::new(&config.cloudtrail, Some(test_credentials()))
+            .await
+            .expect("service");
+    let failure = service.put::<u64>(&[]).await.expect_err("an unknown issuer is refused");
     let message = format!("{failure:?}").to_lowercase();
-    assert!(message.contains("certificate") || message.contains("issuer"), "{message}");
+    assert!(
+        message.contains("certificate") || message.contains("issuer"),
+        "{message}"
+    );
     assert!(p.stored().is_empty());
-    assert!(proxy.tunnels().len() == 2, "both went through the proxy: {:?}", proxy.tunnels());
+    assert!(
+        proxy.tunnels().len() == 2,
+        "both went through the proxy: {:?}",
+        proxy.tunnels()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -398,4 +422,3 @@ async fn https_proxy_from_the_environment_carries_both_clients() {
     assert!(tunnels.keys().any(|t| t.starts_with(FALCON_HOST)), "{tunnels:?}");
     assert!(tunnels.keys().any(|t| t.starts_with(CLOUDTRAIL_HOST)), "{tunnels:?}");
 }
-

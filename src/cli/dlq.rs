@@ -340,7 +340,11 @@ async fn redrive(args: &RedriveArgs) -> Result<i32> {
     if let Some(fatal) = fatal {
         bail!("redrive stopped: {fatal}");
     }
-    Ok(if tally.refused + tally.failed + tally.unsettled > 0 { 1 } else { 0 })
+    Ok(if tally.refused + tally.failed + tally.unsettled > 0 {
+        1
+    } else {
+        0
+    })
 }
 
 /// What one letter becomes before sending.
@@ -420,7 +424,12 @@ fn progress_bar(total: u64) -> ProgressBar {
 }
 
 fn report(letter: &Letter, what: &str) {
-    println!("{:>8}  {:<9}  {:<24}  {what}", letter.offset, letter.stage(), letter.code());
+    println!(
+        "{:>8}  {:<9}  {:<24}  {what}",
+        letter.offset,
+        letter.stage(),
+        letter.code()
+    );
 }
 
 fn summary(t: &Tally, dry_run: bool) {

@@ -21,9 +21,8 @@ pub struct ProxyUrl(Url);
 impl ProxyUrl {
     /// Parses `http://[user:password@]host:port`; `what` names the setting in errors.
     pub fn parse(text: &str, what: &str) -> Result<Self> {
-        let url = Url::parse(text.trim()).map_err(|e| {
-            anyhow::anyhow!("{what}: not a URL like http://proxy.example.com:3128 ({e})")
-        })?;
+        let url = Url::parse(text.trim())
+            .map_err(|e| anyhow::anyhow!("{what}: not a URL like http://proxy.example.com:3128 ({e})"))?;
         match url.scheme() {
             "http" | "https" => {}
             other => bail!("{what}: scheme {other:?} is not supported; use an http:// (CONNECT) or https:// proxy"),
@@ -112,11 +111,7 @@ pub struct Route {
 impl NetworkSettings {
     /// The proxy route, reading the environment through `env`.
     pub fn route_with(&self, env: impl Fn(&str) -> Option<String>) -> Result<Option<Route>> {
-        let var = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
-        };
+        let var = |names: &[&str]| names.iter().find_map(|n| env(n).filter(|v| !v.trim().is_empty()));
         let env_no_proxy = || var(&["NO_PROXY", "no_proxy"]).unwrap_or_default();
         let (proxy, all_schemes) = match &self.proxy {
             Some(ProxyChoice::Direct) => return Ok(None),
@@ -171,7 +166,9 @@ impl NetworkSettings {
 
 /// How many PEM certificate blocks `pem` holds.
 fn pem_certificates(pem: &[u8]) -> usize {
-    String::from_utf8_lossy(pem).matches("-----BEGIN CERTIFICATE-----").count()
+    String::from_utf8_lossy(pem)
+        .matches("-----BEGIN CERTIFICATE-----")
+        .count()
 }
 
 #[cfg(test)]

@@ -142,8 +142,13 @@ impl Selection {
     /// True when `letter` is selected.
     pub fn matches(&self, letter: &Letter) -> bool {
         let at = letter.at_ms();
-        self.stage.as_deref().is_none_or(|s| letter.stage().eq_ignore_ascii_case(s))
-            && self.code.as_deref().is_none_or(|c| letter.code().eq_ignore_ascii_case(c))
+        self.stage
+            .as_deref()
+            .is_none_or(|s| letter.stage().eq_ignore_ascii_case(s))
+            && self
+                .code
+                .as_deref()
+                .is_none_or(|c| letter.code().eq_ignore_ascii_case(c))
             && self.since_ms.is_none_or(|since| at >= since)
             && self.until_ms.is_none_or(|until| at < until)
             && (self.offsets.is_empty() || self.offsets.contains(&letter.offset))
@@ -294,13 +299,20 @@ mod tests {
     #[test]
     fn letters_read_back_what_the_pipeline_wrote() {
         let l = letter(3, Stage::Publish, "InvalidData", None);
-        assert_eq!((l.stage(), l.code(), l.reason()), ("publish", "InvalidData", "reason 3"));
+        assert_eq!(
+            (l.stage(), l.code(), l.reason()),
+            ("publish", "InvalidData", "reason 3")
+        );
         assert_eq!(l.origin(), "raw 0@103");
         assert_eq!(l.raw_position(), Some((0, 103)));
         assert_eq!(l.event(), Some(("id_3".to_string(), "{}".to_string())));
         assert_eq!(l.raw(), None);
         let t = letter(4, Stage::Transform, "TransformFailed", Some(b"\xff\x01"));
-        assert_eq!(t.raw().as_deref(), Some(&b"\xff\x01"[..]), "binary records come back from base64");
+        assert_eq!(
+            t.raw().as_deref(),
+            Some(&b"\xff\x01"[..]),
+            "binary records come back from base64"
+        );
         assert!((t.at_ms() - now_ms()).abs() < 5_000);
     }
 

@@ -98,7 +98,9 @@ fn source_plan(letter: &Letter) -> Plan {
     let Ok(event) = serde_json::from_slice::<Value>(&raw) else {
         return rejected();
     };
-    let partition = letter.body["falconPartition"].as_u64().and_then(|p| u32::try_from(p).ok());
+    let partition = letter.body["falconPartition"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok());
     match (partition, event["metadata"]["offset"].as_u64()) {
         (Some(partition), Some(offset)) if event.is_object() => Plan::Chain {
             key: Some(Bytes::from(SourceKey::new(partition, offset).encode())),
@@ -143,7 +145,11 @@ pub fn transform(chain: &mut TransformChain, key: Option<&[u8]>, value: &[u8]) -
         let id = out.key.map(String::from_utf8);
         match (id, String::from_utf8(out.value)) {
             (Some(Ok(id)), Ok(data)) => events.push((id, data)),
-            _ => return Transformed::Failed("InvalidOutput: the chain emitted a record without a UTF-8 id and eventData".to_string()),
+            _ => {
+                return Transformed::Failed(
+                    "InvalidOutput: the chain emitted a record without a UTF-8 id and eventData".to_string(),
+                )
+            }
         }
     }
     Transformed::Events(events)

@@ -270,7 +270,9 @@ async fn consumers(
     names.dedup();
     for name in names {
         for b in bounds {
-            let position = positions.iter().find(|p| p.consumer == name && p.partition == b.partition);
+            let position = positions
+                .iter()
+                .find(|p| p.consumer == name && p.partition == b.partition);
             let committed = position.map(|p| p.offset);
             let next_unsettled = committed.map_or(b.first, |c| c + 1).max(b.first);
             out.push(ConsumerStatus {
@@ -386,7 +388,10 @@ pub fn verdict(sink: &SinkStatus, consumers: &[ConsumerStatus], stalled_after: D
             return failing(vec![format!("the sink stopped on a fatal error at {}: {error}", r.at)]);
         }
         Some(r) if r.state == "stopped" && !health_ok => {
-            return stopped(format!("the sink was stopped at {} (pid {} on {})", r.at, r.pid, r.host));
+            return stopped(format!(
+                "the sink was stopped at {} (pid {} on {})",
+                r.at, r.pid, r.host
+            ));
         }
         Some(r) if r.state == "running" && !health_ok => {
             let stale_after = (r.heartbeat_seconds.max(1) * 3) as i64 * 1_000;
@@ -435,7 +440,11 @@ pub fn render(report: &Report) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let v = &report.verdict;
-    let _ = writeln!(out, "sink: {} ({} backend, checked {})", v.state, report.backend, report.checked_at);
+    let _ = writeln!(
+        out,
+        "sink: {} ({} backend, checked {})",
+        v.state, report.backend, report.checked_at
+    );
     for reason in &v.reasons {
         let _ = writeln!(out, "  {reason}");
     }
@@ -469,7 +478,11 @@ pub fn render(report: &Report) -> String {
         }
     }
     let _ = writeln!(out, "\nFalcon partitions (last offset in the topic):");
-    let _ = writeln!(out, "  {:>9}  {:>12}  {:>15}", "partition", "last offset", "topic position");
+    let _ = writeln!(
+        out,
+        "  {:>9}  {:>12}  {:>15}",
+        "partition", "last offset", "topic position"
+    );
     for p in &report.falcon_partitions {
         let _ = writeln!(
             out,
@@ -490,9 +503,17 @@ pub fn render(report: &Report) -> String {
         );
     }
     let _ = writeln!(out, "\ntopic {}:", report.topic.name);
-    let _ = writeln!(out, "  {:>9}  {:>12}  {:>12}  {:>10}", "partition", "first", "next", "records");
+    let _ = writeln!(
+        out,
+        "  {:>9}  {:>12}  {:>12}  {:>10}",
+        "partition", "first", "next", "records"
+    );
     for p in &report.topic.partitions {
-        let _ = writeln!(out, "  {:>9}  {:>12}  {:>12}  {:>10}", p.partition, p.first, p.next, p.records);
+        let _ = writeln!(
+            out,
+            "  {:>9}  {:>12}  {:>12}  {:>10}",
+            p.partition, p.first, p.next, p.records
+        );
     }
     let _ = writeln!(out, "\nconsumers:");
     let _ = writeln!(
@@ -518,7 +539,11 @@ pub fn render(report: &Report) -> String {
         );
     }
     let d = &report.dead_letters;
-    let _ = writeln!(out, "\ndead letters in {}: {} ({} redriven)", d.topic, d.total, d.redriven);
+    let _ = writeln!(
+        out,
+        "\ndead letters in {}: {} ({} redriven)",
+        d.topic, d.total, d.redriven
+    );
     if !d.groups.is_empty() {
         let _ = writeln!(
             out,
@@ -589,9 +614,15 @@ mod tests {
         let stall = Duration::from_secs(900);
         let state = |s: &SinkStatus, c: &[ConsumerStatus]| verdict(s, c, stall, now);
         let fresh = record("running", now - 5_000, None);
-        assert_eq!(state(&sink(Some(fresh.clone()), None), &[consumer(0, now)]).exit_code, 0);
+        assert_eq!(
+            state(&sink(Some(fresh.clone()), None), &[consumer(0, now)]).exit_code,
+            0
+        );
         assert_eq!(state(&sink(Some(fresh.clone()), Some(503)), &[]).state, "failing");
-        let failed = state(&sink(Some(record("failed", now - 1_000, Some("ChannelNotFound"))), None), &[]);
+        let failed = state(
+            &sink(Some(record("failed", now - 1_000, Some("ChannelNotFound"))), None),
+            &[],
+        );
         assert_eq!(failed.exit_code, 1);
         assert!(failed.reasons[0].contains("ChannelNotFound"));
         assert_eq!(state(&sink(Some(record("stopped", now, None)), None), &[]).exit_code, 2);

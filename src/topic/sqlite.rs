@@ -16,8 +16,8 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::topic::{
-    check_topic_name, ConsumerPosition, NewRecord, OffsetCommitter, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord,
-    TopicWriter,
+    check_topic_name, ConsumerPosition, NewRecord, OffsetCommitter, PartitionBounds, StartFrom, TopicInspect,
+    TopicReader, TopicRecord, TopicWriter,
 };
 
 /// How hard SQLite syncs commits.

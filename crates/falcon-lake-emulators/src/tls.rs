@@ -78,7 +78,9 @@ impl TlsListener {
     /// Accepts on `tcp` until `stop`, each handshake in its own task, so one
     /// slow or failing client never holds up the others.
     pub(crate) fn spawn(tcp: TcpListener, config: ServerConfig, stop: CancellationToken) -> Self {
-        let local = tcp.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let local = tcp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
         tokio::spawn(async move {

@@ -24,7 +24,9 @@ use fluvio::{Compression, Fluvio, FluvioClusterConfig, RecordKey, TopicProducerC
 use serde::Deserialize;
 
 use crate::config::units;
-use crate::topic::{ConsumerPosition, NewRecord, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord, TopicWriter};
+use crate::topic::{
+    ConsumerPosition, NewRecord, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord, TopicWriter,
+};
 use crate::transform::ModuleRegistry;
 
 /// A consumer stream of one partition.

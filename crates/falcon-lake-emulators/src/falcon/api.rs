@@ -100,7 +100,11 @@ pub fn origin(headers: &HeaderMap, region: &str, state: &EmulatorState) -> Strin
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1");
-    let scheme = if state.config.tls.tls_cert.is_some() { "https" } else { "http" };
+    let scheme = if state.config.tls.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     if region == state.config.region {
         format!("{scheme}://{host}")
     } else {
