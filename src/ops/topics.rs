@@ -125,6 +125,14 @@ pub async fn open(path: &Path, store: &SecretStore) -> Result<(Target, Backend)>
     let target = match kind {
         ConfigKind::Embedded => {
             let c = EmbeddedConfig::load(path, store)?;
+            // Looking must not create an empty log where the pipeline never ran.
+            if !c.storage_path().exists() {
+                bail!(
+                    "there is no log at {} (storage.path of {}): has the pipeline run here?",
+                    c.storage_path().display(),
+                    path.display()
+                );
+            }
             let log = SqliteLog::open(&c.storage_path(), c.storage.sync)
                 .with_context(|| format!("opening the log of {}", path.display()))?;
             let target = Target {
