@@ -1,1 +1,106 @@
-//! TODO
+//! StreamFetch: the real SPU's byte-cut frames and what the 0.50.1 client
+//! makes of them (quirk Q1), new-data wakeups, a start past the end.
+
+use std::time::Duration;
+
+use fluvio::consumer::RetryMode;
+use fluvio::dataplane::link::ErrorCode;
+use fluvio::Offset;
+
+use crate::support::{cluster, connect, consumer, create_topic, next, offsets, open, produce, quiet, take, values};
+
+/// Q1: the SPU cuts a frame at `max_bytes` inside a batch; the client keeps
+/// the records that fit, acknowledges the whole batch and never sees the
+/// rest. This asserts the observed client behaviour so that a client or
+/// server change that alters it is noticed.
+#[tokio::test]
+async fn a_batch_larger_than_max_bytes_loses_its_tail_in_the_0_50_1_client() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "cut", 1).await?;
+    produce(&fluvio, "cut", 0, &values(100, 10_000), 100).await?;
+    produce(&fluvio, "cut", 0, &values(10, 100), 10).await?;
+    assert_eq!(cluster.batches("cut", 0).len(), 2);
+
+    let max_bytes = 256 * 1024;
+    let mut stream = consumer(&fluvio, "cut", 0, Offset::beginning(), Some(max_bytes)).await?;
+    let mut seen = Vec::new();
+    while seen.last().copied() != Some(109) {
+        let (offset, _) = take(&mut stream, 1).await?.remove(0);
+        seen.push(offset);
+    }
+    let kept = seen.iter().take_while(|o| **o < 100).count();
+    assert!(kept > 0 && kept < 100, "some of the first batch fits in {max_bytes} bytes: {kept}");
+    assert!(kept as i32 * 10_000 <= max_bytes, "only records entirely inside the frame are yielded");
+    let expected: Vec<i64> = (0..kept as i64).chain(100..110).collect();
+    assert_eq!(seen, expected, "records {kept}..99 are lost, the stream goes on at 100");
+    assert_eq!(cluster.records("cut", 0)?.len(), 110, "the loss is the client's: everything is stored");
+
+    let mut whole = consumer(&fluvio, "cut", 0, Offset::beginning(), Some(4 * 1024 * 1024)).await?;
+    assert_eq!(offsets(&take(&mut whole, 110).await?), (0..110).collect::<Vec<_>>(), "a big enough max_bytes loses nothing");
+    Ok(())
+}
+
+/// Q1, the extreme: the frame holds the batch header but no whole record;
+/// the client yields nothing of that batch and still moves past it.
+#[tokio::test]
+async fn a_frame_with_no_whole_record_skips_the_entire_batch() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "skip", 1).await?;
+    produce(&fluvio, "skip", 0, &values(5, 1000), 5).await?;
+    produce(&fluvio, "skip", 0, &values(1, 8), 1).await?;
+    let mut stream = consumer(&fluvio, "skip", 0, Offset::beginning(), Some(100)).await?;
+    assert_eq!(offsets(&take(&mut stream, 1).await?), [5]);
+    Ok(())
+}
+
+/// Q2: a fetch starts at the batch containing the offset; the client drops
+/// the records before it.
+#[tokio::test]
+async fn a_fetch_inside_a_batch_yields_from_the_requested_offset() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "inside", 1).await?;
+    produce(&fluvio, "inside", 0, &values(20, 50), 20).await?;
+    let mut stream = consumer(&fluvio, "inside", 0, Offset::absolute(13)?, None).await?;
+    assert_eq!(offsets(&take(&mut stream, 7).await?), (13..20).collect::<Vec<_>>());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_waiting_consumer_wakes_up_on_new_data() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "live", 1).await?;
+    let mut stream = consumer(&fluvio, "live", 0, Offset::beginning(), None).await?;
+    assert!(quiet(&mut stream, Duration::from_millis(300)).await, "nothing to read yet");
+    for round in 0..3 {
+        produce(&fluvio, "live", 0, &values(4, 10), 2).await?;
+        let got = take(&mut stream, 4).await?;
+        assert_eq!(offsets(&got), (round * 4..round * 4 + 4).collect::<Vec<i64>>());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_start_past_the_log_end_is_an_error_frame() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "short", 1).await?;
+    produce(&fluvio, "short", 0, &values(10, 10), 10).await?;
+    let mut stream = open(&fluvio, |b| {
+        b.topic("short")
+            .partition(0)
+            .offset_start(Offset::absolute(1000).expect("valid offset"))
+            .retry_mode(RetryMode::Disabled);
+    })
+    .await?;
+    match next(&mut stream).await? {
+        Some(Err(ErrorCode::Other(message))) => assert_eq!(message, "start offset 1000 is greater than leo 10"),
+        Some(Err(code)) => panic!("expected the SPU's error, got {code:?}"),
+        Some(Ok(record)) => panic!("expected the SPU's error, got the record at {}", record.offset),
+        None => panic!("expected the SPU's error, the stream ended"),
+    }
+    Ok(())
+}

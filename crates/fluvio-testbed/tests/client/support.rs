@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use fluvio::consumer::{ConsumerConfigExtBuilder, ConsumerStream, Record};
+use fluvio::dataplane::link::ErrorCode;
 use fluvio::metadata::topic::TopicSpec;
 use fluvio::{Fluvio, FluvioClusterConfig, Offset, RecordKey, TopicProducerConfigBuilder};
 use fluvio_testbed::TestCluster;
@@ -73,28 +74,31 @@ pub fn values(count: usize, size: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A consumer of one partition from `offset`.
-pub async fn consumer(
-    fluvio: &Fluvio,
-    topic: &str,
-    partition: u32,
-    offset: Offset,
-    max_bytes: Option<i32>,
-) -> Result<impl ConsumerStream<Item = std::result::Result<Record, fluvio::dataplane::link::ErrorCode>> + Unpin> {
+/// The consumer stream type of the client.
+pub type Stream = std::pin::Pin<Box<dyn ConsumerStream<Item = std::result::Result<Record, ErrorCode>> + Send>>;
+
+/// A consumer of one partition from `offset`, optionally with `max_bytes`.
+pub async fn consumer(fluvio: &Fluvio, topic: &str, partition: u32, offset: Offset, max_bytes: Option<i32>) -> Result<Stream> {
+    open(fluvio, |b| {
+        b.topic(topic).partition(partition).offset_start(offset);
+        if let Some(max_bytes) = max_bytes {
+            b.max_bytes(max_bytes);
+        }
+    })
+    .await
+}
+
+/// A consumer configured by `configure`.
+pub async fn open(fluvio: &Fluvio, configure: impl FnOnce(&mut ConsumerConfigExtBuilder)) -> Result<Stream> {
     let mut builder = ConsumerConfigExtBuilder::default();
-    builder.topic(topic).partition(partition).offset_start(offset);
-    if let Some(max_bytes) = max_bytes {
-        builder.max_bytes(max_bytes);
-    }
+    configure(&mut builder);
     let config = builder.build().context("consumer config")?;
-    within(fluvio.consumer_with_config(config)).await
+    let stream = within(fluvio.consumer_with_config(config)).await?;
+    Ok(Box::pin(stream))
 }
 
 /// The next `count` records of a stream (offset, value).
-pub async fn take<S>(stream: &mut S, count: usize) -> Result<Vec<(i64, Vec<u8>)>>
-where
-    S: futures::Stream<Item = std::result::Result<Record, fluvio::dataplane::link::ErrorCode>> + Unpin,
-{
+pub async fn take(stream: &mut Stream, count: usize) -> Result<Vec<(i64, Vec<u8>)>> {
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
         match next(stream).await? {
@@ -107,17 +111,14 @@ where
 }
 
 /// The stream's next item, within [`PATIENCE`].
-pub async fn next<S: futures::Stream + Unpin>(stream: &mut S) -> Result<Option<S::Item>> {
+pub async fn next(stream: &mut Stream) -> Result<Option<std::result::Result<Record, ErrorCode>>> {
     tokio::time::timeout(PATIENCE, stream.next())
         .await
         .map_err(|_| anyhow::anyhow!("no record within {PATIENCE:?}"))
 }
 
 /// Whether the stream yields nothing within `wait`.
-pub async fn quiet<S>(stream: &mut S, wait: Duration) -> bool
-where
-    S: futures::Stream + Unpin,
-{
+pub async fn quiet(stream: &mut Stream, wait: Duration) -> bool {
     tokio::time::timeout(wait, stream.next()).await.is_err()
 }
 
@@ -129,5 +130,18 @@ where
     match tokio::time::timeout(PATIENCE, future).await {
         Ok(result) => result.map_err(Into::into),
         Err(_) => bail!("timed out after {PATIENCE:?}"),
+    }
+}
+
+/// The offsets of `records`.
+pub fn offsets(records: &[(i64, Vec<u8>)]) -> Vec<i64> {
+    records.iter().map(|(offset, _)| *offset).collect()
+}
+
+/// The error code of a failed admin call.
+pub fn api_code(error: &anyhow::Error) -> Option<ErrorCode> {
+    match error.downcast_ref::<fluvio_sc_schema::ApiError>() {
+        Some(fluvio_sc_schema::ApiError::Code(code, _)) => Some(code.clone()),
+        _ => None,
     }
 }
