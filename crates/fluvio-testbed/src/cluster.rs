@@ -177,7 +177,9 @@ impl Servers {
     }
 
     async fn stop_spu(&self) {
-        let Some(server) = self.spu.lock().await.take() else { return };
+        let Some(server) = self.spu.lock().await.take() else {
+            return;
+        };
         server.stop().await;
         self.shared.lock().set_spu_online(false);
         tracing::info!(spu = %self.spu_addr, "SPU stopped");
@@ -198,7 +200,9 @@ impl Servers {
     }
 
     async fn stop_sc(&self) {
-        let Some(server) = self.sc.lock().await.take() else { return };
+        let Some(server) = self.sc.lock().await.take() else {
+            return;
+        };
         server.stop().await;
         tracing::info!(sc = %self.sc_addr, "SC stopped");
     }
@@ -215,12 +219,18 @@ impl Servers {
 
 async fn start_spu(shared: &Arc<Shared>, addr: SocketAddr) -> Result<(Server, SocketAddr)> {
     let shared = Arc::clone(shared);
-    Server::start("SPU", addr, move |stream, peer, stop| spu::serve(Arc::clone(&shared), stream, peer, stop)).await
+    Server::start("SPU", addr, move |stream, peer, stop| {
+        spu::serve(Arc::clone(&shared), stream, peer, stop)
+    })
+    .await
 }
 
 async fn start_sc(shared: &Arc<Shared>, addr: SocketAddr) -> Result<(Server, SocketAddr)> {
     let shared = Arc::clone(shared);
-    Server::start("SC", addr, move |stream, peer, stop| sc::serve(Arc::clone(&shared), stream, peer, stop)).await
+    Server::start("SC", addr, move |stream, peer, stop| {
+        sc::serve(Arc::clone(&shared), stream, peer, stop)
+    })
+    .await
 }
 
 /// Runs retention every `interval` while the cluster lives.

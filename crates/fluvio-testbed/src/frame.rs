@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 pub(crate) type FrameSender = mpsc::UnboundedSender<Bytes>;
 
 /// Reads one frame's payload; `None` at a clean end of stream.
-pub(crate) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_bytes: usize) -> Result<Option<Bytes>, IoError> {
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_bytes: usize,
+) -> Result<Option<Bytes>, IoError> {
     let mut size = [0u8; 4];
     match reader.read_exact(&mut size).await {
         Ok(_) => {}
@@ -28,7 +31,12 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_bytes: 
     let len = usize::try_from(size)
         .ok()
         .filter(|len| *len <= max_bytes)
-        .ok_or_else(|| IoError::new(ErrorKind::InvalidData, format!("frame size {size} outside 0..={max_bytes}")))?;
+        .ok_or_else(|| {
+            IoError::new(
+                ErrorKind::InvalidData,
+                format!("frame size {size} outside 0..={max_bytes}"),
+            )
+        })?;
     let mut payload = BytesMut::zeroed(len);
     reader.read_exact(&mut payload).await?;
     Ok(Some(payload.freeze()))
@@ -49,8 +57,12 @@ pub(crate) fn decode<T: Decoder>(body: &[u8], version: Version) -> Result<T, IoE
 
 /// Runs a decoder, turning a panic into an error.
 pub(crate) fn guarded<T>(decode: impl FnOnce() -> Result<T, IoError>) -> Result<T, IoError> {
-    catch_unwind(AssertUnwindSafe(decode))
-        .unwrap_or_else(|_| Err(IoError::new(ErrorKind::InvalidData, "the decoder panicked on this frame")))
+    catch_unwind(AssertUnwindSafe(decode)).unwrap_or_else(|_| {
+        Err(IoError::new(
+            ErrorKind::InvalidData,
+            "the decoder panicked on this frame",
+        ))
+    })
 }
 
 /// Encodes a whole response frame.

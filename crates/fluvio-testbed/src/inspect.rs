@@ -61,7 +61,11 @@ pub(crate) fn decode_batch(batch: &StoredBatch) -> Result<Vec<StoredRecord>> {
         .into_iter()
         .map(|record| StoredRecord {
             offset: batch.base_offset + record.preamble.offset_delta(),
-            timestamp: if base_timestamp < 0 { -1 } else { base_timestamp + record.timestamp_delta() },
+            timestamp: if base_timestamp < 0 {
+                -1
+            } else {
+                base_timestamp + record.timestamp_delta()
+            },
             key: record.key().map(|k| k.as_ref().to_vec()),
             value: record.value().as_ref().to_vec(),
         })

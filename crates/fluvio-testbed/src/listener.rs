@@ -27,7 +27,9 @@ impl Server {
         F: Fn(TcpStream, SocketAddr, CancellationToken) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let listener = bind(addr).await.with_context(|| format!("binding the {name} to {addr}"))?;
+        let listener = bind(addr)
+            .await
+            .with_context(|| format!("binding the {name} to {addr}"))?;
         let bound = listener.local_addr().context("reading the bound address")?;
         let stop = CancellationToken::new();
         let accept = tokio::spawn(accept_loop(name, listener, serve, stop.clone()));

@@ -11,7 +11,14 @@ pub(crate) fn sc() -> ApiVersionsResponse {
     let (major, minor, patch) = PLATFORM_VERSION;
     ApiVersionsResponse {
         error_code: ErrorCode::None,
-        api_keys: keys(&[(1001, 9, 19), (1002, 1, 19), (1003, 15, 19), (1004, 15, 19), (1005, 14, 19), (1006, 1, 19)]),
+        api_keys: keys(&[
+            (1001, 9, 19),
+            (1002, 1, 19),
+            (1003, 15, 19),
+            (1004, 15, 19),
+            (1005, 14, 19),
+            (1006, 1, 19),
+        ]),
         platform_version: PlatformVersion::from(semver::Version::new(major, minor, patch)),
     }
 }
@@ -23,7 +30,13 @@ pub(crate) fn spu(client_version: &str) -> ApiVersionsResponse {
     let stream_fetch_max = if client_version.is_empty() { 15 } else { 25 };
     ApiVersionsResponse {
         error_code: ErrorCode::None,
-        api_keys: keys(&[(0, 0, 25), (1, 0, 25), (1002, 25, 25), (1003, 0, stream_fetch_max), (1005, 0, 0)]),
+        api_keys: keys(&[
+            (0, 0, 25),
+            (1, 0, 25),
+            (1002, 25, 25),
+            (1003, 0, stream_fetch_max),
+            (1005, 0, 0),
+        ]),
         platform_version: PlatformVersion::default(),
     }
 }

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use fluvio_protocol::api::RequestMessage;
 use fluvio_protocol::link::ErrorCode;
+use fluvio_protocol::{Decoder, Encoder};
 use fluvio_sc_schema::customspu::CustomSpuSpec;
 use fluvio_sc_schema::objects::{
     CreateRequest, DeleteRequest, ListRequest, ListResponse, Metadata, ObjectApiCreateRequest, ObjectApiDeleteRequest,
@@ -15,7 +16,6 @@ use fluvio_sc_schema::spu::SpuSpec;
 use fluvio_sc_schema::tableformat::TableFormatSpec;
 use fluvio_sc_schema::topic::TopicSpec;
 use fluvio_sc_schema::{AdminSpec, Status, TryEncodableFrom};
-use fluvio_protocol::{Decoder, Encoder};
 
 use super::Connection;
 use crate::state::CreateOutcome;
@@ -83,7 +83,10 @@ impl Connection {
 
     fn create_smartmodule(&mut self, create: CreateRequest<SmartModuleSpec>) -> Status {
         let (common, spec) = create.parts();
-        let created = self.shared.lock().create_smartmodule(&common.name, spec, common.dry_run);
+        let created = self
+            .shared
+            .lock()
+            .create_smartmodule(&common.name, spec, common.dry_run);
         match created {
             Ok(key) => {
                 tracing::debug!(key, "SC: SmartModule created");

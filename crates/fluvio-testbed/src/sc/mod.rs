@@ -14,10 +14,10 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use fluvio_protocol::api::{ApiMessage, RequestMessage};
 use fluvio_protocol::link::versions::ApiVersionsRequest;
+use fluvio_protocol::link::ErrorCode;
 use fluvio_protocol::Encoder;
 use fluvio_sc_schema::objects::ObjectApiUpdateRequest;
 use fluvio_sc_schema::{AdminPublicDecodedRequest, Status};
-use fluvio_protocol::link::ErrorCode;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -85,7 +85,10 @@ impl Connection {
             AdminPublicDecodedRequest::WatchRequest(request) => self.watch(request),
             AdminPublicDecodedRequest::UpdateRequest(request) => self.update(request),
             AdminPublicDecodedRequest::MirroringRequest(request) => {
-                tracing::warn!(client = request.header.client_id(), "SC: mirroring is not supported; request ignored");
+                tracing::warn!(
+                    client = request.header.client_id(),
+                    "SC: mirroring is not supported; request ignored"
+                );
                 Ok(())
             }
         }
@@ -93,7 +96,11 @@ impl Connection {
 
     fn api_versions(&self, request: RequestMessage<ApiVersionsRequest>) -> Result<()> {
         let header = &request.header;
-        tracing::debug!(client = header.client_id(), client_version = request.request.client_version, "SC: ApiVersions");
+        tracing::debug!(
+            client = header.client_id(),
+            client_version = request.request.client_version,
+            "SC: ApiVersions"
+        );
         self.reply(header.correlation_id(), &versions::sc(), header.api_version())
     }
 

@@ -104,7 +104,11 @@ struct WatchStream {
 }
 
 impl WatchStream {
-    async fn run<S: Watched>(mut self, all: Vec<Metadata<S>>, mut changes: mpsc::UnboundedReceiver<Change<S>>) -> Result<()>
+    async fn run<S: Watched>(
+        mut self,
+        all: Vec<Metadata<S>>,
+        mut changes: mpsc::UnboundedReceiver<Change<S>>,
+    ) -> Result<()>
     where
         S::Status: Encoder + Decoder,
     {

@@ -146,11 +146,20 @@ impl FetchStream {
                 .partition_log(&self.replica)
                 .map(|log| (log.slice(from, self.max_bytes), log.leo(), log.start()))
         };
-        let Some((slice, hw, start)) = found else { return Sent::Ended };
+        let Some((slice, hw, start)) = found else {
+            return Sent::Ended;
+        };
         match slice {
             Slice::Evicted { next_available } => {
                 tracing::debug!(partition = %self.replica, from, next_available, "SPU: fetch below the log start");
-                self.error_frame(ErrorCode::OffsetEvicted { offset: from, next_available }, hw, start);
+                self.error_frame(
+                    ErrorCode::OffsetEvicted {
+                        offset: from,
+                        next_available,
+                    },
+                    hw,
+                    start,
+                );
                 Sent::Ended
             }
             Slice::BeyondEnd { leo } => {

@@ -98,19 +98,27 @@ impl Connection {
             k if k == SpuServerApiKey::UpdateConsumerOffset as u16 => self.update_consumer_offset(&header, &body),
             k if k == SpuServerApiKey::DeleteConsumerOffset as u16 => self.delete_consumer_offset(&header, &body),
             k if k == SpuServerApiKey::FetchConsumerOffsets as u16 => self.fetch_consumer_offsets(&header, &body),
-            other => bail!("api key {other} is not served by fluvio-testbed (client {})", header.client_id()),
+            other => bail!(
+                "api key {other} is not served by fluvio-testbed (client {})",
+                header.client_id()
+            ),
         }
     }
 
     fn api_versions(&self, header: &RequestHeader, body: &[u8]) -> Result<()> {
         let request: ApiVersionsRequest = frame::decode(body, header.api_version()).context("decoding ApiVersions")?;
-        tracing::debug!(client = header.client_id(), client_version = request.client_version, "SPU: ApiVersions");
+        tracing::debug!(
+            client = header.client_id(),
+            client_version = request.client_version,
+            "SPU: ApiVersions"
+        );
         self.reply(header, &versions::spu(&request.client_version))
     }
 
     /// Sends one response frame at the request's version.
     fn reply<T: Encoder>(&self, header: &RequestHeader, body: &T) -> Result<()> {
-        let bytes = frame::response(header.correlation_id(), body, header.api_version()).context("encoding a response")?;
+        let bytes =
+            frame::response(header.correlation_id(), body, header.api_version()).context("encoding a response")?;
         // A closed writer means the connection is going away; the read loop ends it.
         let _ = self.out.send(bytes);
         Ok(())

@@ -19,7 +19,8 @@ use crate::frame;
 
 impl Connection {
     pub(super) fn fetch_offsets(&self, header: &RequestHeader, body: &[u8]) -> Result<()> {
-        let request: FetchOffsetsRequest = frame::decode(body, header.api_version()).context("decoding FetchOffsets")?;
+        let request: FetchOffsetsRequest =
+            frame::decode(body, header.api_version()).context("decoding FetchOffsets")?;
         let state = self.shared.lock();
         let topics = request
             .topics
@@ -52,7 +53,8 @@ impl Connection {
     /// The client's acknowledgements of stream frames; they drive the fetch
     /// state machine and are not stored.
     pub(super) fn update_offsets(&self, header: &RequestHeader, body: &[u8]) -> Result<()> {
-        let request: UpdateOffsetsRequest = frame::decode(body, header.api_version()).context("decoding UpdateOffsets")?;
+        let request: UpdateOffsetsRequest =
+            frame::decode(body, header.api_version()).context("decoding UpdateOffsets")?;
         let status = request
             .offsets
             .into_iter()
@@ -82,9 +84,11 @@ impl Connection {
             Some(session) => match &session.consumer_id {
                 None => ErrorCode::Other("stream without consumer id".to_owned()),
                 Some(consumer_id) => {
-                    self.shared
-                        .lock()
-                        .store_consumer_offset(session.replica.clone(), consumer_id.clone(), request.offset);
+                    self.shared.lock().store_consumer_offset(
+                        session.replica.clone(),
+                        consumer_id.clone(),
+                        request.offset,
+                    );
                     tracing::debug!(partition = %session.replica, consumer_id, offset = request.offset, "SPU: consumer offset stored");
                     ErrorCode::None
                 }
@@ -123,7 +127,9 @@ impl Connection {
             .lock()
             .consumer_offsets(replica.as_ref(), consumer_id.as_deref())
             .into_iter()
-            .map(|(replica, consumer_id, stored)| ConsumerOffset::new(consumer_id, replica, stored.offset, stored.modified_time))
+            .map(|(replica, consumer_id, stored)| {
+                ConsumerOffset::new(consumer_id, replica, stored.offset, stored.modified_time)
+            })
             .collect();
         let response = FetchConsumerOffsetsResponse {
             error_code: ErrorCode::None,

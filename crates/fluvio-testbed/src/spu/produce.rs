@@ -15,7 +15,8 @@ use crate::log::IncomingBatch;
 
 impl Connection {
     pub(super) fn produce(&self, header: &RequestHeader, body: &[u8]) -> Result<()> {
-        let request: ProduceRequest<RawRecordSet> = frame::decode(body, header.api_version()).context("decoding Produce")?;
+        let request: ProduceRequest<RawRecordSet> =
+            frame::decode(body, header.api_version()).context("decoding Produce")?;
         let refuse_all = (!request.smartmodules.is_empty()).then(|| {
             tracing::warn!("SPU: produce with SmartModules refused; fluvio-testbed does not run SmartModules");
             ErrorCode::SmartModuleChainInitError("fluvio-testbed does not run SmartModules".to_owned())

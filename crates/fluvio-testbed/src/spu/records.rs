@@ -17,8 +17,8 @@ impl Encoder for RawRecordSet {
     }
 
     fn encode<T: BufMut>(&self, dest: &mut T, _version: Version) -> Result<(), IoError> {
-        let len = i32::try_from(self.0.len())
-            .map_err(|_| IoError::new(ErrorKind::InvalidData, "record set over 2 GiB"))?;
+        let len =
+            i32::try_from(self.0.len()).map_err(|_| IoError::new(ErrorKind::InvalidData, "record set over 2 GiB"))?;
         if dest.remaining_mut() < 4 + self.0.len() {
             return Err(IoError::new(ErrorKind::UnexpectedEof, "no room for the record set"));
         }

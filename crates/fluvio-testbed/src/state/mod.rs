@@ -253,7 +253,9 @@ impl State {
 
     /// Pushes a partition's current status to its watchers.
     fn publish_partition(&mut self, key: &ReplicaKey) {
-        let Some(partition) = self.partitions.get(key) else { return };
+        let Some(partition) = self.partitions.get(key) else {
+            return;
+        };
         let meta = self.partition_metadata(key, partition);
         self.next_epoch();
         self.watchers.partition.publish(Message::update(meta));

@@ -19,20 +19,17 @@ pub(crate) struct StoredOffset {
 impl State {
     /// Stores an offset as given (no monotonicity check, like the real SPU).
     pub(crate) fn store_consumer_offset(&mut self, replica: ReplicaKey, consumer_id: String, offset: i64) {
-        let modified_time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.consumer_offsets.insert(
-            (replica, consumer_id),
-            StoredOffset {
-                offset,
-                modified_time,
-            },
-        );
+        let modified_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.consumer_offsets
+            .insert((replica, consumer_id), StoredOffset { offset, modified_time });
     }
 
     /// Stored offsets matching the exact filters, of partitions that exist.
-    pub(crate) fn consumer_offsets(&self, replica: Option<&ReplicaKey>, consumer_id: Option<&str>) -> Vec<(ReplicaKey, String, StoredOffset)> {
+    pub(crate) fn consumer_offsets(
+        &self,
+        replica: Option<&ReplicaKey>,
+        consumer_id: Option<&str>,
+    ) -> Vec<(ReplicaKey, String, StoredOffset)> {
         self.consumer_offsets
             .iter()
             .filter(|((r, id), _)| {

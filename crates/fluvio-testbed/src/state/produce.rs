@@ -18,7 +18,12 @@ pub(crate) struct Appended {
 
 impl State {
     /// Appends one produce entry's batches, all or none.
-    pub(crate) fn produce(&mut self, key: &ReplicaKey, batches: &[IncomingBatch], max_request_bytes: u64) -> Result<Appended, ErrorCode> {
+    pub(crate) fn produce(
+        &mut self,
+        key: &ReplicaKey,
+        batches: &[IncomingBatch],
+        max_request_bytes: u64,
+    ) -> Result<Appended, ErrorCode> {
         let allowed = self.topic_spec(&key.topic).map(|t| t.get_compression_type().clone());
         let Some(partition) = self.partitions.get(key) else {
             return Err(ErrorCode::TopicNotFound);
@@ -49,10 +54,7 @@ impl State {
         }
         partition.leo.send_replace(partition.log.leo());
         self.publish_partition(key);
-        Ok(Appended {
-            base_offset,
-            log_start,
-        })
+        Ok(Appended { base_offset, log_start })
     }
 }
 

@@ -13,7 +13,12 @@ impl State {
     /// Registers a module; returns its store key: `name-group-version` with
     /// package metadata, else the create name. A module already under that
     /// key is replaced.
-    pub(crate) fn create_smartmodule(&mut self, name: &str, spec: SmartModuleSpec, dry_run: bool) -> Result<String, (ErrorCode, String)> {
+    pub(crate) fn create_smartmodule(
+        &mut self,
+        name: &str,
+        spec: SmartModuleSpec,
+        dry_run: bool,
+    ) -> Result<String, (ErrorCode, String)> {
         let key = match &spec.meta {
             Some(meta) if !meta.package.is_valid() => {
                 return Err((
@@ -67,7 +72,9 @@ impl State {
 
     /// Whether a module named like a list filter is registered.
     pub(super) fn smartmodule_loaded(&self, name: &str) -> bool {
-        self.smartmodules.iter().any(|(key, spec)| module_matches(name, key, spec))
+        self.smartmodules
+            .iter()
+            .any(|(key, spec)| module_matches(name, key, spec))
     }
 
     /// Store keys of every module.

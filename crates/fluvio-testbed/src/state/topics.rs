@@ -58,7 +58,11 @@ impl State {
                     format!("deduplication SmartModule '{module}' is not loaded"),
                 );
             }
-            tracing::warn!(topic = name, module, "fluvio-testbed stores deduplication settings but does not deduplicate");
+            tracing::warn!(
+                topic = name,
+                module,
+                "fluvio-testbed stores deduplication settings but does not deduplicate"
+            );
         }
         if let Err(problem) = check_replicas(spec.replicas()) {
             return refuse(ErrorCode::TopicError, problem);
@@ -102,7 +106,9 @@ impl State {
     fn try_provision(&mut self, name: &str) -> bool {
         let spu_id = self.spu_id();
         let online = self.spu_online();
-        let Some(topic) = self.topics.get_mut(name) else { return false };
+        let Some(topic) = self.topics.get_mut(name) else {
+            return false;
+        };
         if topic.status.resolution == TopicResolution::Provisioned {
             return false;
         }

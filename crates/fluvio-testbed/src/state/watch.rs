@@ -5,11 +5,11 @@
 use fluvio_controlplane_metadata::message::Message;
 use fluvio_protocol::{Decoder, Encoder};
 use fluvio_sc_schema::objects::Metadata;
-use fluvio_sc_schema::AdminSpec;
 use fluvio_sc_schema::partition::PartitionSpec;
 use fluvio_sc_schema::smartmodule::SmartModuleSpec;
 use fluvio_sc_schema::spu::SpuSpec;
 use fluvio_sc_schema::topic::TopicSpec;
+use fluvio_sc_schema::AdminSpec;
 use tokio::sync::mpsc;
 
 use super::State;

@@ -30,14 +30,28 @@ async fn a_batch_larger_than_max_bytes_loses_its_tail_in_the_0_50_1_client() -> 
         seen.push(offset);
     }
     let kept = seen.iter().take_while(|o| **o < 100).count();
-    assert!(kept > 0 && kept < 100, "some of the first batch fits in {max_bytes} bytes: {kept}");
-    assert!(kept as i32 * 10_000 <= max_bytes, "only records entirely inside the frame are yielded");
+    assert!(
+        kept > 0 && kept < 100,
+        "some of the first batch fits in {max_bytes} bytes: {kept}"
+    );
+    assert!(
+        kept as i32 * 10_000 <= max_bytes,
+        "only records entirely inside the frame are yielded"
+    );
     let expected: Vec<i64> = (0..kept as i64).chain(100..110).collect();
     assert_eq!(seen, expected, "records {kept}..99 are lost, the stream goes on at 100");
-    assert_eq!(cluster.records("cut", 0)?.len(), 110, "the loss is the client's: everything is stored");
+    assert_eq!(
+        cluster.records("cut", 0)?.len(),
+        110,
+        "the loss is the client's: everything is stored"
+    );
 
     let mut whole = consumer(&fluvio, "cut", 0, Offset::beginning(), Some(4 * 1024 * 1024)).await?;
-    assert_eq!(offsets(&take(&mut whole, 110).await?), (0..110).collect::<Vec<_>>(), "a big enough max_bytes loses nothing");
+    assert_eq!(
+        offsets(&take(&mut whole, 110).await?),
+        (0..110).collect::<Vec<_>>(),
+        "a big enough max_bytes loses nothing"
+    );
     Ok(())
 }
 
@@ -74,7 +88,10 @@ async fn a_waiting_consumer_wakes_up_on_new_data() -> anyhow::Result<()> {
     let fluvio = connect(&cluster).await?;
     create_topic(&fluvio, "live", 1).await?;
     let mut stream = consumer(&fluvio, "live", 0, Offset::beginning(), None).await?;
-    assert!(quiet(&mut stream, Duration::from_millis(300)).await, "nothing to read yet");
+    assert!(
+        quiet(&mut stream, Duration::from_millis(300)).await,
+        "nothing to read yet"
+    );
     for round in 0..3 {
         produce(&fluvio, "live", 0, &values(4, 10), 2).await?;
         let got = take(&mut stream, 4).await?;

@@ -10,3 +10,4 @@ mod restart;
 mod retention;
 mod smartmodules;
 mod topics;
+mod wire;

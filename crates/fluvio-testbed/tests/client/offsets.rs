@@ -22,24 +22,54 @@ async fn manual_offsets_are_committed_flushed_fetched_and_deleted() -> anyhow::R
 
     let mut stream = open(&fluvio, manual).await?;
     assert_eq!(offsets(&take(&mut stream, 8).await?), (0..8).collect::<Vec<_>>());
-    assert_eq!(cluster.consumer_offset("orders", 0, "sink-1"), None, "nothing stored before a flush");
-    stream.offset_commit().await.map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
-    stream.offset_flush().await.map_err(|e| anyhow::anyhow!("flush: {e:?}"))?;
-    assert_eq!(cluster.consumer_offset("orders", 0, "sink-1"), Some(7), "the last record handed over");
+    assert_eq!(
+        cluster.consumer_offset("orders", 0, "sink-1"),
+        None,
+        "nothing stored before a flush"
+    );
+    stream
+        .offset_commit()
+        .await
+        .map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
+    stream
+        .offset_flush()
+        .await
+        .map_err(|e| anyhow::anyhow!("flush: {e:?}"))?;
+    assert_eq!(
+        cluster.consumer_offset("orders", 0, "sink-1"),
+        Some(7),
+        "the last record handed over"
+    );
     drop(stream);
 
     let listed = within(fluvio.consumer_offsets()).await?;
     assert_eq!(listed.len(), 1);
-    assert_eq!((listed[0].consumer_id.as_str(), listed[0].topic.as_str(), listed[0].partition, listed[0].offset), ("sink-1", "orders", 0, 7));
+    assert_eq!(
+        (
+            listed[0].consumer_id.as_str(),
+            listed[0].topic.as_str(),
+            listed[0].partition,
+            listed[0].offset
+        ),
+        ("sink-1", "orders", 0, 7)
+    );
 
     let mut resumed = open(&fluvio, manual).await?;
-    assert_eq!(offsets(&take(&mut resumed, 2).await?), [8, 9], "beginning() resumes at stored + 1");
+    assert_eq!(
+        offsets(&take(&mut resumed, 2).await?),
+        [8, 9],
+        "beginning() resumes at stored + 1"
+    );
     drop(resumed);
 
     within(fluvio.delete_consumer_offset("sink-1", ("orders".to_owned(), 0))).await?;
     assert!(within(fluvio.consumer_offsets()).await?.is_empty());
     let mut fresh = open(&fluvio, manual).await?;
-    assert_eq!(offsets(&take(&mut fresh, 1).await?), [0], "without a stored offset, beginning() is the log start");
+    assert_eq!(
+        offsets(&take(&mut fresh, 1).await?),
+        [0],
+        "without a stored offset, beginning() is the log start"
+    );
     Ok(())
 }
 
@@ -61,8 +91,14 @@ async fn offsets_are_per_consumer_and_partition_and_go_with_the_topic() -> anyho
         })
         .await?;
         take(&mut stream, count).await?;
-        stream.offset_commit().await.map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
-        stream.offset_flush().await.map_err(|e| anyhow::anyhow!("flush: {e:?}"))?;
+        stream
+            .offset_commit()
+            .await
+            .map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
+        stream
+            .offset_flush()
+            .await
+            .map_err(|e| anyhow::anyhow!("flush: {e:?}"))?;
     }
     let mut listed: Vec<_> = within(fluvio.consumer_offsets())
         .await?
@@ -70,9 +106,15 @@ async fn offsets_are_per_consumer_and_partition_and_go_with_the_topic() -> anyho
         .map(|o| (o.consumer_id, o.partition, o.offset))
         .collect();
     listed.sort();
-    assert_eq!(listed, [("a".to_owned(), 0, 2), ("a".to_owned(), 1, 4), ("b".to_owned(), 0, 8)]);
+    assert_eq!(
+        listed,
+        [("a".to_owned(), 0, 2), ("a".to_owned(), 1, 4), ("b".to_owned(), 0, 8)]
+    );
     let admin = fluvio.admin().await;
     within(admin.delete::<fluvio::metadata::topic::TopicSpec>("pair")).await?;
-    assert!(within(fluvio.consumer_offsets()).await?.is_empty(), "deleted with the topic");
+    assert!(
+        within(fluvio.consumer_offsets()).await?.is_empty(),
+        "deleted with the topic"
+    );
     Ok(())
 }

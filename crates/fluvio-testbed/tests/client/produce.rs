@@ -18,7 +18,10 @@ async fn batches_get_dense_server_assigned_offsets_and_read_back_from_any_offset
     assert_eq!(assigned, (0..100).collect::<Vec<i64>>());
     let batches = cluster.batches("batches", 0);
     assert_eq!(batches.len(), 10, "one stored batch per producer batch");
-    assert_eq!(batches.iter().map(|b| b.base_offset).collect::<Vec<_>>(), (0..100).step_by(10).collect::<Vec<i64>>());
+    assert_eq!(
+        batches.iter().map(|b| b.base_offset).collect::<Vec<_>>(),
+        (0..100).step_by(10).collect::<Vec<i64>>()
+    );
     let stored = cluster.records("batches", 0)?;
     assert_eq!(stored.iter().map(|r| r.value.clone()).collect::<Vec<_>>(), sent);
 
@@ -74,7 +77,10 @@ async fn compressed_batches_are_stored_as_sent() -> anyhow::Result<()> {
     within(producer.flush()).await?;
     let batches = cluster.batches("zipped", 0);
     assert!(batches.iter().all(|b| b.codec == 1), "gzip bits kept: {batches:?}");
-    assert!(batches.iter().map(|b| b.bytes).sum::<usize>() < 20 * 500, "still compressed");
+    assert!(
+        batches.iter().map(|b| b.bytes).sum::<usize>() < 20 * 500,
+        "still compressed"
+    );
     let mut stream = consumer(&fluvio, "zipped", 0, Offset::beginning(), None).await?;
     let got = take(&mut stream, 20).await?;
     assert_eq!(got.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), values(20, 500));
@@ -93,9 +99,15 @@ async fn a_batch_over_32_mib_gets_message_too_large_and_nothing_is_written() -> 
     let producer = within(fluvio.topic_producer_with_config("big", config)).await?;
     let fits = within(producer.send(RecordKey::NULL, vec![b'a'; 32 * 1024 * 1024 - 1024])).await?;
     within(producer.flush()).await?;
-    assert_eq!(within(fits.wait()).await?.offset(), 0, "a batch just under 32 MiB is taken");
+    assert_eq!(
+        within(fits.wait()).await?.offset(),
+        0,
+        "a batch just under 32 MiB is taken"
+    );
     let too_big = within(producer.send(RecordKey::NULL, vec![b'b'; 32 * 1024 * 1024 + 1])).await?;
-    within(producer.flush()).await.expect("flush ignores per-batch error codes (Q8)");
+    within(producer.flush())
+        .await
+        .expect("flush ignores per-batch error codes (Q8)");
     let error = within(too_big.wait()).await.expect_err("over the limit");
     let code = error.downcast_ref::<fluvio::FluvioError>().and_then(|e| match e {
         fluvio::FluvioError::Producer(ProducerError::SpuErrorCode(code)) => Some(code.clone()),

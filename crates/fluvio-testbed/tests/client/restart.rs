@@ -30,32 +30,59 @@ async fn producer_and_consumer_recover_from_an_spu_restart_on_the_same_port() ->
     })
     .await?;
     assert_eq!(offsets(&take(&mut stream, 10).await?), (0..10).collect::<Vec<_>>());
-    stream.offset_commit().await.map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
-    stream.offset_flush().await.map_err(|e| anyhow::anyhow!("flush: {e:?}"))?;
+    stream
+        .offset_commit()
+        .await
+        .map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
+    stream
+        .offset_flush()
+        .await
+        .map_err(|e| anyhow::anyhow!("flush: {e:?}"))?;
 
     let spu = cluster.spu_addr();
     cluster.stop_spu().await?;
-    assert!(tokio::net::TcpStream::connect(spu).await.is_err(), "the SPU port is closed");
+    assert!(
+        tokio::net::TcpStream::connect(spu).await.is_err(),
+        "the SPU port is closed"
+    );
     let admin = fluvio.admin().await;
     let spus = within(admin.all::<SpuSpec>()).await?;
-    assert!(spus.iter().all(|s| s.status.is_offline()), "the SC reports the SPU offline");
+    assert!(
+        spus.iter().all(|s| s.status.is_offline()),
+        "the SC reports the SPU offline"
+    );
     let partitions = within(admin.all::<PartitionSpec>()).await?;
-    assert!(partitions.iter().all(|p| p.status.resolution == PartitionResolution::LeaderOffline));
+    assert!(partitions
+        .iter()
+        .all(|p| p.status.resolution == PartitionResolution::LeaderOffline));
 
     tokio::time::sleep(Duration::from_millis(200)).await;
     cluster.start_spu().await?;
     assert_eq!(cluster.spu_addr(), spu);
     let partitions = within(admin.all::<PartitionSpec>()).await?;
-    assert!(partitions.iter().all(|p| p.status.resolution == PartitionResolution::Online));
+    assert!(partitions
+        .iter()
+        .all(|p| p.status.resolution == PartitionResolution::Online));
 
     for value in &sent[10..] {
         within(producer.send(RecordKey::NULL, value.clone())).await?;
     }
     within(producer.flush()).await?;
     let after = take(&mut stream, 10).await?;
-    assert_eq!(offsets(&after), (10..20).collect::<Vec<_>>(), "the consumer resumes after its last record");
-    assert_eq!(after.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), sent[10..].to_vec());
-    assert_eq!(cluster.consumer_offset("bounce", 0, "bouncer"), Some(9), "offsets survive the restart");
+    assert_eq!(
+        offsets(&after),
+        (10..20).collect::<Vec<_>>(),
+        "the consumer resumes after its last record"
+    );
+    assert_eq!(
+        after.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        sent[10..].to_vec()
+    );
+    assert_eq!(
+        cluster.consumer_offset("bounce", 0, "bouncer"),
+        Some(9),
+        "offsets survive the restart"
+    );
     assert_eq!(cluster.records("bounce", 0)?.len(), 20);
     Ok(())
 }

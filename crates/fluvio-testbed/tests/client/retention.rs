@@ -31,18 +31,35 @@ async fn expired_segments_are_removed_and_a_consumer_below_the_start_jumps_ahead
     cluster.advance_clock(Duration::from_secs(11));
     let removed = cluster.run_retention();
     let bounds = cluster.partition_bounds("aging", 0).expect("partition");
-    assert!(removed > 0 && bounds.start == removed, "removed {removed}, bounds {bounds:?}");
+    assert!(
+        removed > 0 && bounds.start == removed,
+        "removed {removed}, bounds {bounds:?}"
+    );
     assert_eq!(bounds.end, 40);
     let left = cluster.batches("aging", 0);
-    assert_eq!(left.first().map(|b| b.base_offset), Some(bounds.start), "whole segments go");
-    assert!(left.iter().map(|b| b.bytes).sum::<usize>() <= 1024, "only the active segment stays");
+    assert_eq!(
+        left.first().map(|b| b.base_offset),
+        Some(bounds.start),
+        "whole segments go"
+    );
+    assert!(
+        left.iter().map(|b| b.bytes).sum::<usize>() <= 1024,
+        "only the active segment stays"
+    );
 
     let partitions = within(fluvio.admin().await.all::<PartitionSpec>()).await?;
-    assert_eq!(partitions[0].status.base_offset, bounds.start, "the SC reports the new log start");
+    assert_eq!(
+        partitions[0].status.base_offset, bounds.start,
+        "the SC reports the new log start"
+    );
 
     let mut stream = consumer(&fluvio, "aging", 0, Offset::absolute(0)?, None).await?;
     let got = take(&mut stream, (40 - bounds.start) as usize).await?;
-    assert_eq!(offsets(&got), (bounds.start..40).collect::<Vec<_>>(), "OffsetEvicted sends the client to next_available");
+    assert_eq!(
+        offsets(&got),
+        (bounds.start..40).collect::<Vec<_>>(),
+        "OffsetEvicted sends the client to next_available"
+    );
     Ok(())
 }
 

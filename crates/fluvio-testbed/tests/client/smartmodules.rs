@@ -58,16 +58,42 @@ async fn registers_and_downloads_by_plain_name_and_by_package() -> anyhow::Resul
                 .collect::<anyhow::Result<Vec<_>>>()
         }
     };
-    assert_eq!(download("audit-filter").await?, [("audit-filter".to_owned(), plain.clone())]);
-    assert!(download("audit").await?.is_empty(), "a module without a package matches its key exactly");
-    let by_package = download("falcon-lake/falcon-audit-to-cloudtrail@0.1.0").await?;
-    assert_eq!(by_package, [("falcon-audit-to-cloudtrail-falcon-lake-0.1.0".to_owned(), packaged.clone())]);
-    assert_eq!(download("falcon-audit-to-cloudtrail").await?.len(), 1, "the package name alone matches");
-    assert_eq!(download("falcon-lake/falcon-audit-to-cloudtrail").await?.len(), 1);
-    assert!(download("falcon-lake/falcon-audit-to-cloudtrail@0.2.0").await?.is_empty(), "another version");
-    assert!(download("other/falcon-audit-to-cloudtrail@0.1.0").await?.is_empty(), "another group");
+    assert_eq!(
+        download("audit-filter").await?,
+        [("audit-filter".to_owned(), plain.clone())]
+    );
     assert!(
-        download("falcon-audit-to-cloudtrail-falcon-lake-0.1.0").await?.is_empty(),
+        download("audit").await?.is_empty(),
+        "a module without a package matches its key exactly"
+    );
+    let by_package = download("falcon-lake/falcon-audit-to-cloudtrail@0.1.0").await?;
+    assert_eq!(
+        by_package,
+        [(
+            "falcon-audit-to-cloudtrail-falcon-lake-0.1.0".to_owned(),
+            packaged.clone()
+        )]
+    );
+    assert_eq!(
+        download("falcon-audit-to-cloudtrail").await?.len(),
+        1,
+        "the package name alone matches"
+    );
+    assert_eq!(download("falcon-lake/falcon-audit-to-cloudtrail").await?.len(), 1);
+    assert!(
+        download("falcon-lake/falcon-audit-to-cloudtrail@0.2.0")
+            .await?
+            .is_empty(),
+        "another version"
+    );
+    assert!(
+        download("other/falcon-audit-to-cloudtrail@0.1.0").await?.is_empty(),
+        "another group"
+    );
+    assert!(
+        download("falcon-audit-to-cloudtrail-falcon-lake-0.1.0")
+            .await?
+            .is_empty(),
         "a packaged module does not match its store key"
     );
     assert_eq!(within(admin.all::<SmartModuleSpec>()).await?.len(), 2);
@@ -85,16 +111,28 @@ async fn summaries_leave_the_wasm_out_and_bad_packages_are_refused() -> anyhow::
     assert_eq!(summary.len(), 1);
     assert!(summary[0].spec.wasm.payload.is_empty());
     let stored_len = SmartModuleWasm::from_raw_wasm_bytes(&wasm)?.payload.len() as u32;
-    assert_eq!(summary[0].spec.summary.as_ref().map(|s| s.wasm_length), Some(stored_len));
+    assert_eq!(
+        summary[0].spec.summary.as_ref().map(|s| s.wasm_length),
+        Some(stored_len)
+    );
 
-    let error = within(admin.create("x".to_owned(), false, module(&wasm, Some(("", "nameless-group", "1.0.0")))?))
-        .await
-        .expect_err("an empty group is refused");
+    let error = within(admin.create(
+        "x".to_owned(),
+        false,
+        module(&wasm, Some(("", "nameless-group", "1.0.0")))?,
+    ))
+    .await
+    .expect_err("an empty group is refused");
     assert_eq!(api_code(&error), Some(ErrorCode::SmartModuleError));
 
     within(admin.delete::<SmartModuleSpec>("big-module")).await?;
     assert!(cluster.smartmodules().is_empty());
-    let error = within(admin.delete::<SmartModuleSpec>("big-module")).await.expect_err("gone");
-    assert!(matches!(api_code(&error), Some(ErrorCode::SmartModuleNotFound { .. })), "{error:#}");
+    let error = within(admin.delete::<SmartModuleSpec>("big-module"))
+        .await
+        .expect_err("gone");
+    assert!(
+        matches!(api_code(&error), Some(ErrorCode::SmartModuleNotFound { .. })),
+        "{error:#}"
+    );
     Ok(())
 }

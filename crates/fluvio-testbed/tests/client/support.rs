@@ -40,7 +40,13 @@ pub async fn create_topic(fluvio: &Fluvio, name: &str, partitions: u32) -> Resul
 
 /// Produces `values` to one partition in batches of `per_batch` records (by
 /// flushing after each group); returns each record's offset.
-pub async fn produce(fluvio: &Fluvio, topic: &str, partition: u32, values: &[Vec<u8>], per_batch: usize) -> Result<Vec<i64>> {
+pub async fn produce(
+    fluvio: &Fluvio,
+    topic: &str,
+    partition: u32,
+    values: &[Vec<u8>],
+    per_batch: usize,
+) -> Result<Vec<i64>> {
     let config = TopicProducerConfigBuilder::default()
         .set_specific_partitioner(partition)
         .batch_size(64 * 1024 * 1024)
@@ -78,7 +84,13 @@ pub fn values(count: usize, size: usize) -> Vec<Vec<u8>> {
 pub type Stream = std::pin::Pin<Box<dyn ConsumerStream<Item = std::result::Result<Record, ErrorCode>> + Send>>;
 
 /// A consumer of one partition from `offset`, optionally with `max_bytes`.
-pub async fn consumer(fluvio: &Fluvio, topic: &str, partition: u32, offset: Offset, max_bytes: Option<i32>) -> Result<Stream> {
+pub async fn consumer(
+    fluvio: &Fluvio,
+    topic: &str,
+    partition: u32,
+    offset: Offset,
+    max_bytes: Option<i32>,
+) -> Result<Stream> {
     open(fluvio, |b| {
         b.topic(topic).partition(partition).offset_start(offset);
         if let Some(max_bytes) = max_bytes {

@@ -29,15 +29,32 @@ async fn creates_lists_and_deletes_topics_of_one_to_three_partitions() -> anyhow
     let topics = within(admin.all::<TopicSpec>()).await?;
     let mut names: Vec<_> = topics.iter().map(|t| (t.name.clone(), t.spec.partitions())).collect();
     names.sort();
-    assert_eq!(names, [("one".into(), 1), ("three".into(), 3), ("two".into(), 2)], "system topics are hidden");
-    assert!(topics.iter().all(|t| t.status.resolution == TopicResolution::Provisioned));
-    let mut partitions: Vec<String> = within(admin.all::<PartitionSpec>()).await?.into_iter().map(|p| p.name).collect();
+    assert_eq!(
+        names,
+        [("one".into(), 1), ("three".into(), 3), ("two".into(), 2)],
+        "system topics are hidden"
+    );
+    assert!(topics
+        .iter()
+        .all(|t| t.status.resolution == TopicResolution::Provisioned));
+    let mut partitions: Vec<String> = within(admin.all::<PartitionSpec>())
+        .await?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     partitions.sort();
     assert_eq!(partitions, ["one-0", "three-0", "three-1", "three-2", "two-0", "two-1"]);
-    assert!(cluster.topics().contains(&"consumer-offset".to_owned()), "the system topic exists");
+    assert!(
+        cluster.topics().contains(&"consumer-offset".to_owned()),
+        "the system topic exists"
+    );
 
     within(admin.delete::<TopicSpec>("two")).await?;
-    let left: Vec<String> = within(admin.all::<TopicSpec>()).await?.into_iter().map(|t| t.name).collect();
+    let left: Vec<String> = within(admin.all::<TopicSpec>())
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert!(!left.contains(&"two".to_owned()));
     assert_eq!(within(admin.all::<PartitionSpec>()).await?.len(), 4);
     assert_eq!(cluster.partition_bounds("two", 0), None, "the data went with the topic");
@@ -74,12 +91,36 @@ async fn refuses_invalid_topics_with_the_real_codes_in_the_real_order() -> anyho
         // The name is checked first, then existence, then the configuration.
         ("Bad_Name", spec_with(Some(1), None, None), ErrorCode::TopicInvalidName),
         ("taken", spec_with(Some(1), None, None), ErrorCode::TopicAlreadyExists),
-        ("short-retention", spec_with(Some(9), None, None), ErrorCode::TopicInvalidConfiguration),
-        ("small-segment", spec_with(None, Some(1023), None), ErrorCode::TopicInvalidConfiguration),
-        ("small-partition", spec_with(None, None, Some(2047)), ErrorCode::TopicInvalidConfiguration),
-        ("partition-under-segment", spec_with(None, Some(4096), Some(4095)), ErrorCode::TopicInvalidConfiguration),
-        ("no-partitions", TopicSpec::new_computed(0, 1, None), ErrorCode::TopicError),
-        ("no-replicas", TopicSpec::new_computed(1, 0, None), ErrorCode::TopicError),
+        (
+            "short-retention",
+            spec_with(Some(9), None, None),
+            ErrorCode::TopicInvalidConfiguration,
+        ),
+        (
+            "small-segment",
+            spec_with(None, Some(1023), None),
+            ErrorCode::TopicInvalidConfiguration,
+        ),
+        (
+            "small-partition",
+            spec_with(None, None, Some(2047)),
+            ErrorCode::TopicInvalidConfiguration,
+        ),
+        (
+            "partition-under-segment",
+            spec_with(None, Some(4096), Some(4095)),
+            ErrorCode::TopicInvalidConfiguration,
+        ),
+        (
+            "no-partitions",
+            TopicSpec::new_computed(0, 1, None),
+            ErrorCode::TopicError,
+        ),
+        (
+            "no-replicas",
+            TopicSpec::new_computed(1, 0, None),
+            ErrorCode::TopicError,
+        ),
     ];
     for (name, spec, expected) in cases {
         let error = within(admin.create(name.to_owned(), false, spec))
@@ -89,7 +130,11 @@ async fn refuses_invalid_topics_with_the_real_codes_in_the_real_order() -> anyho
     }
     let minimal = spec_with(Some(10), Some(1024), Some(2048));
     within(admin.create("minimal".to_owned(), false, minimal)).await?;
-    let names: Vec<String> = within(admin.all::<TopicSpec>()).await?.into_iter().map(|t| t.name).collect();
+    let names: Vec<String> = within(admin.all::<TopicSpec>())
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert_eq!(names.len(), 2, "only the valid topics exist: {names:?}");
     Ok(())
 }
@@ -133,12 +178,17 @@ async fn deletes_follow_the_real_rules() -> anyhow::Result<()> {
     let cluster = cluster().await?;
     let fluvio = connect(&cluster).await?;
     let admin = fluvio.admin().await;
-    let error = within(admin.delete::<TopicSpec>("missing")).await.expect_err("no such topic");
+    let error = within(admin.delete::<TopicSpec>("missing"))
+        .await
+        .expect_err("no such topic");
     assert_eq!(api_code(&error), Some(ErrorCode::TopicNotFound));
     let error = within(admin.delete::<TopicSpec>("consumer-offset"))
         .await
         .expect_err("a system topic needs force");
-    assert!(matches!(api_code(&error), Some(ErrorCode::SystemSpecDeletionAttempt { .. })), "{error:#}");
+    assert!(
+        matches!(api_code(&error), Some(ErrorCode::SystemSpecDeletionAttempt { .. })),
+        "{error:#}"
+    );
     assert!(cluster.topics().contains(&"consumer-offset".to_owned()));
     Ok(())
 }
@@ -159,8 +209,14 @@ async fn topic_filters_are_substrings_and_partition_lists_ignore_filters() -> an
     found.sort();
     assert_eq!(found, ["foo", "foo-bar"]);
     let partitions = within(admin.list::<PartitionSpec, String>(vec!["bar-0".to_owned()])).await?;
-    assert_eq!(partitions.len(), 3, "the filter is ignored, the system partition hidden");
-    assert!(within(admin.list::<TopicSpec, String>(vec!["consumer".to_owned()])).await?.is_empty());
+    assert_eq!(
+        partitions.len(),
+        3,
+        "the filter is ignored, the system partition hidden"
+    );
+    assert!(within(admin.list::<TopicSpec, String>(vec!["consumer".to_owned()]))
+        .await?
+        .is_empty());
     Ok(())
 }
 
@@ -175,10 +231,19 @@ async fn partition_status_reports_bounds_after_writes() -> anyhow::Result<()> {
     partitions.sort_by(|a, b| a.name.cmp(&b.name));
     let status: Vec<_> = partitions
         .iter()
-        .map(|p| (p.name.as_str(), p.status.leader.hw, p.status.leader.leo, p.status.base_offset))
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.status.leader.hw,
+                p.status.leader.leo,
+                p.status.base_offset,
+            )
+        })
         .collect();
     assert_eq!(status, [("bounds-0", 0, 0, 0), ("bounds-1", 25, 25, 0)]);
-    assert!(partitions.iter().all(|p| p.status.resolution == PartitionResolution::Online));
+    assert!(partitions
+        .iter()
+        .all(|p| p.status.resolution == PartitionResolution::Online));
     assert!(partitions.iter().all(|p| p.spec.leader == cluster.spu_id()));
     Ok(())
 }
