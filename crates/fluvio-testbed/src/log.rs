@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn fetches_stop_at_the_end_of_a_segment() {
         let now = Instant::now();
-        let mut log = PartitionLog::new(limits(300), now);
+        let mut log = PartitionLog::new(limits(320), now);
         log.append(&batch(1, 100), now);
         log.append(&batch(1, 100), now);
         log.append(&batch(1, 100), now);
