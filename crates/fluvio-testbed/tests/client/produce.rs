@@ -117,3 +117,41 @@ async fn a_batch_over_32_mib_gets_message_too_large_and_nothing_is_written() -> 
     assert_eq!(cluster.partition_bounds("big", 0).map(|b| b.end), Some(1));
     Ok(())
 }
+
+/// Volume through the default consumer: 1 MiB frames cut producer batches,
+/// so the 0.50.1 client loses each cut batch's tail (Q1); every gap ends at a
+/// stored batch boundary. A consumer whose frames hold the whole log loses
+/// nothing.
+#[tokio::test]
+async fn twenty_thousand_records_go_through_with_q1_gaps_only_at_batch_boundaries() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "volume", 1).await?;
+    let producer = within(fluvio.topic_producer("volume")).await?;
+    for i in 0..20_000u32 {
+        let mut value = i.to_be_bytes().to_vec();
+        value.resize(1000, b'v');
+        within(producer.send(RecordKey::NULL, value)).await?;
+    }
+    within(producer.flush()).await?;
+    assert_eq!(cluster.partition_bounds("volume", 0).map(|b| b.end), Some(20_000));
+    let boundaries: std::collections::BTreeSet<i64> = cluster.batches("volume", 0).iter().map(|b| b.base_offset).collect();
+
+    let mut stream = consumer(&fluvio, "volume", 0, Offset::beginning(), None).await?;
+    let mut seen: Vec<i64> = Vec::new();
+    while seen.last() != Some(&19_999) {
+        let (offset, value) = take(&mut stream, 1).await?.remove(0);
+        assert_eq!(value[..4], (offset as u32).to_be_bytes());
+        if let Some(previous) = seen.last() {
+            assert!(offset > *previous, "in order, no duplicates");
+            assert!(offset == previous + 1 || boundaries.contains(&offset), "a gap {previous} → {offset} ends at a batch start");
+        }
+        seen.push(offset);
+    }
+    println!("default consumer: {} of 20,000 records seen ({} batches stored)", seen.len(), boundaries.len());
+
+    let mut whole = consumer(&fluvio, "volume", 0, Offset::beginning(), Some(64 * 1024 * 1024)).await?;
+    let got = take(&mut whole, 20_000).await?;
+    assert!(got.iter().enumerate().all(|(i, (offset, _))| *offset == i as i64));
+    Ok(())
+}

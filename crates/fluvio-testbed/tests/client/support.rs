@@ -113,7 +113,7 @@ pub async fn open(fluvio: &Fluvio, configure: impl FnOnce(&mut ConsumerConfigExt
 pub async fn take(stream: &mut Stream, count: usize) -> Result<Vec<(i64, Vec<u8>)>> {
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
-        match next(stream).await? {
+        match next(stream).await.with_context(|| format!("after {} records", out.len()))? {
             Some(Ok(record)) => out.push((record.offset, record.value().to_vec())),
             Some(Err(code)) => bail!("stream error after {} records: {code:?}", out.len()),
             None => bail!("stream ended after {} records", out.len()),
