@@ -121,3 +121,47 @@ async fn a_start_past_the_log_end_is_an_error_frame() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_consumer_of_every_partition_gets_every_record() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "spread", 3).await?;
+    for partition in 0..3 {
+        produce(&fluvio, "spread", partition, &values(10 + partition as usize, 20), 4).await?;
+    }
+    let mut stream = open(&fluvio, |b| {
+        b.topic("spread").offset_start(Offset::beginning());
+    })
+    .await?;
+    let mut seen = Vec::new();
+    while seen.len() < 33 {
+        match next(&mut stream).await? {
+            Some(Ok(record)) => seen.push((record.partition, record.offset)),
+            Some(Err(code)) => anyhow::bail!("stream error {code:?}"),
+            None => anyhow::bail!("stream ended"),
+        }
+    }
+    seen.sort();
+    let expected: Vec<(u32, i64)> = (0..3u32).flat_map(|p| (0..10 + i64::from(p)).map(move |o| (p, o))).collect();
+    assert_eq!(seen, expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn disable_continuous_ends_at_the_high_watermark() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "finite", 1).await?;
+    produce(&fluvio, "finite", 0, &values(12, 20), 4).await?;
+    let mut stream = open(&fluvio, |b| {
+        b.topic("finite")
+            .partition(0)
+            .offset_start(Offset::beginning())
+            .disable_continuous(true);
+    })
+    .await?;
+    assert_eq!(offsets(&take(&mut stream, 12).await?), (0..12).collect::<Vec<_>>());
+    assert!(next(&mut stream).await?.is_none(), "the stream ends at the end of the log");
+    Ok(())
+}

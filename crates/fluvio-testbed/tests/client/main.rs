@@ -10,4 +10,5 @@ mod restart;
 mod retention;
 mod smartmodules;
 mod topics;
+mod watch;
 mod wire;
