@@ -20,6 +20,7 @@
 //! dev-dependency only.
 
 mod cluster;
+mod connection;
 mod frame;
 mod inspect;
 mod listener;

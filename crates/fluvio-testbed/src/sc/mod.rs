@@ -6,6 +6,7 @@
 mod admin;
 mod watch;
 
+use std::future::Future;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::connection::{self, Handler};
 use crate::frame::{self, FrameSender};
 use crate::state::Shared;
 use crate::versions;
@@ -36,45 +38,29 @@ pub(crate) struct Connection {
 
 /// Serves a connection until the client leaves or the SC stops.
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
-    let (mut reader, writer) = stream.into_split();
-    let (out, writer_task) = frame::spawn_writer(writer, stop.clone());
     let max_frame = shared.config.max_frame_bytes;
-    let mut connection = Connection {
+    let connection_stop = stop.clone();
+    connection::serve("SC", stream, peer, stop, max_frame, |out| Connection {
         shared,
         out,
-        stop: stop.clone(),
+        stop: connection_stop,
         watches: JoinSet::new(),
-    };
-    loop {
-        let payload = tokio::select! {
-            _ = stop.cancelled() => break,
-            payload = frame::read_frame(&mut reader, max_frame) => payload,
-        };
-        let payload = match payload {
-            Ok(Some(payload)) => payload,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "SC: unreadable frame; closing the connection");
-                break;
-            }
-        };
-        let handled = tokio::select! {
-            _ = stop.cancelled() => break,
-            handled = connection.handle(payload) => handled,
-        };
-        if let Err(e) = handled {
-            tracing::warn!(%peer, error = format!("{e:#}"), "SC: bad request; closing the connection");
-            break;
-        }
+    })
+    .await;
+}
+
+impl Handler for Connection {
+    fn handle(&mut self, payload: Bytes) -> impl Future<Output = Result<()>> + Send {
+        self.dispatch(payload)
     }
-    stop.cancel();
-    connection.watches.abort_all();
-    let _ = writer_task.await;
-    tracing::debug!(%peer, "SC connection closed");
+
+    fn close(&mut self) {
+        self.watches.abort_all();
+    }
 }
 
 impl Connection {
-    async fn handle(&mut self, payload: Bytes) -> Result<()> {
+    async fn dispatch(&mut self, payload: Bytes) -> Result<()> {
         let request = frame::guarded(|| AdminPublicDecodedRequest::decode_from(&mut Cursor::new(payload.as_ref())))
             .context("decoding an SC request")?;
         match request {

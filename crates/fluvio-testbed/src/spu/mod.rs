@@ -9,6 +9,7 @@ mod produce;
 mod records;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::connection::{self, Handler};
 use crate::frame::{self, FrameSender};
 use crate::state::Shared;
 use crate::versions;
@@ -50,43 +52,32 @@ pub(crate) struct Connection {
 
 /// Serves a connection until the client leaves or the SPU stops.
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
-    let (mut reader, writer) = stream.into_split();
-    let (out, writer_task) = frame::spawn_writer(writer, stop.clone());
     let max_frame = shared.config.max_frame_bytes;
-    let mut connection = Connection {
+    let connection_stop = stop.clone();
+    connection::serve("SPU", stream, peer, stop, max_frame, |out| Connection {
         shared,
         out,
-        stop: stop.clone(),
+        stop: connection_stop,
         next_session: 1,
         sessions: HashMap::new(),
         streams: JoinSet::new(),
-    };
-    loop {
-        let payload = tokio::select! {
-            _ = stop.cancelled() => break,
-            payload = frame::read_frame(&mut reader, max_frame) => payload,
-        };
-        let payload = match payload {
-            Ok(Some(payload)) => payload,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "SPU: unreadable frame; closing the connection");
-                break;
-            }
-        };
-        if let Err(e) = connection.handle(payload) {
-            tracing::warn!(%peer, error = format!("{e:#}"), "SPU: bad request; closing the connection");
-            break;
-        }
+    })
+    .await;
+}
+
+impl Handler for Connection {
+    fn handle(&mut self, payload: Bytes) -> impl Future<Output = Result<()>> + Send {
+        let handled = self.dispatch(payload);
+        async move { handled }
     }
-    stop.cancel();
-    connection.streams.abort_all();
-    let _ = writer_task.await;
-    tracing::debug!(%peer, "SPU connection closed");
+
+    fn close(&mut self) {
+        self.streams.abort_all();
+    }
 }
 
 impl Connection {
-    fn handle(&mut self, payload: Bytes) -> Result<()> {
+    fn dispatch(&mut self, payload: Bytes) -> Result<()> {
         let (header, body) = frame::split_header(&payload).context("decoding a request header")?;
         let key = header.api_key();
         match key {

@@ -143,7 +143,9 @@ async fn a_consumer_of_every_partition_gets_every_record() -> anyhow::Result<()>
         }
     }
     seen.sort();
-    let expected: Vec<(u32, i64)> = (0..3u32).flat_map(|p| (0..10 + i64::from(p)).map(move |o| (p, o))).collect();
+    let expected: Vec<(u32, i64)> = (0..3u32)
+        .flat_map(|p| (0..10 + i64::from(p)).map(move |o| (p, o)))
+        .collect();
     assert_eq!(seen, expected);
     Ok(())
 }
@@ -162,6 +164,9 @@ async fn disable_continuous_ends_at_the_high_watermark() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(offsets(&take(&mut stream, 12).await?), (0..12).collect::<Vec<_>>());
-    assert!(next(&mut stream).await?.is_none(), "the stream ends at the end of the log");
+    assert!(
+        next(&mut stream).await?.is_none(),
+        "the stream ends at the end of the log"
+    );
     Ok(())
 }

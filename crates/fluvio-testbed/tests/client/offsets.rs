@@ -1,10 +1,10 @@
 //! Consumer offsets through the stream session: manual commit and flush,
 //! resume at stored + 1, listing, deletion.
 
-use fluvio::consumer::{ConsumerStream, OffsetManagementStrategy};
+use fluvio::consumer::OffsetManagementStrategy;
 use fluvio::Offset;
 
-use crate::support::{cluster, connect, create_topic, offsets, open, produce, take, values, within};
+use crate::support::{cluster, commit, connect, create_topic, offsets, open, produce, take, values, within};
 
 #[tokio::test]
 async fn manual_offsets_are_committed_flushed_fetched_and_deleted() -> anyhow::Result<()> {
@@ -27,14 +27,7 @@ async fn manual_offsets_are_committed_flushed_fetched_and_deleted() -> anyhow::R
         None,
         "nothing stored before a flush"
     );
-    stream
-        .offset_commit()
-        .await
-        .map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
-    stream
-        .offset_flush()
-        .await
-        .map_err(|e| anyhow::anyhow!("flush: {e:?}"))?;
+    commit(&mut stream).await?;
     assert_eq!(
         cluster.consumer_offset("orders", 0, "sink-1"),
         Some(7),
@@ -91,14 +84,7 @@ async fn offsets_are_per_consumer_and_partition_and_go_with_the_topic() -> anyho
         })
         .await?;
         take(&mut stream, count).await?;
-        stream
-            .offset_commit()
-            .await
-            .map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
-        stream
-            .offset_flush()
-            .await
-            .map_err(|e| anyhow::anyhow!("flush: {e:?}"))?;
+        commit(&mut stream).await?;
     }
     let mut listed: Vec<_> = within(fluvio.consumer_offsets())
         .await?

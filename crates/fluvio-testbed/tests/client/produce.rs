@@ -135,7 +135,8 @@ async fn twenty_thousand_records_go_through_with_q1_gaps_only_at_batch_boundarie
     }
     within(producer.flush()).await?;
     assert_eq!(cluster.partition_bounds("volume", 0).map(|b| b.end), Some(20_000));
-    let boundaries: std::collections::BTreeSet<i64> = cluster.batches("volume", 0).iter().map(|b| b.base_offset).collect();
+    let boundaries: std::collections::BTreeSet<i64> =
+        cluster.batches("volume", 0).iter().map(|b| b.base_offset).collect();
 
     let mut stream = consumer(&fluvio, "volume", 0, Offset::beginning(), None).await?;
     let mut seen: Vec<i64> = Vec::new();
@@ -144,11 +145,18 @@ async fn twenty_thousand_records_go_through_with_q1_gaps_only_at_batch_boundarie
         assert_eq!(value[..4], (offset as u32).to_be_bytes());
         if let Some(previous) = seen.last() {
             assert!(offset > *previous, "in order, no duplicates");
-            assert!(offset == previous + 1 || boundaries.contains(&offset), "a gap {previous} → {offset} ends at a batch start");
+            assert!(
+                offset == previous + 1 || boundaries.contains(&offset),
+                "a gap {previous} → {offset} ends at a batch start"
+            );
         }
         seen.push(offset);
     }
-    println!("default consumer: {} of 20,000 records seen ({} batches stored)", seen.len(), boundaries.len());
+    println!(
+        "default consumer: {} of 20,000 records seen ({} batches stored)",
+        seen.len(),
+        boundaries.len()
+    );
 
     let mut whole = consumer(&fluvio, "volume", 0, Offset::beginning(), Some(64 * 1024 * 1024)).await?;
     let got = take(&mut whole, 20_000).await?;

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use fluvio::consumer::{ConsumerStream, OffsetManagementStrategy};
+use fluvio::consumer::OffsetManagementStrategy;
 use fluvio::metadata::partition::{PartitionResolution, PartitionSpec};
 use fluvio::metadata::spu::SpuSpec;
 use fluvio::{Offset, RecordKey};
 
-use crate::support::{cluster, connect, create_topic, offsets, open, take, values, within};
+use crate::support::{cluster, commit, connect, create_topic, offsets, open, take, values, within};
 
 #[tokio::test]
 async fn producer_and_consumer_recover_from_an_spu_restart_on_the_same_port() -> anyhow::Result<()> {
@@ -30,14 +30,7 @@ async fn producer_and_consumer_recover_from_an_spu_restart_on_the_same_port() ->
     })
     .await?;
     assert_eq!(offsets(&take(&mut stream, 10).await?), (0..10).collect::<Vec<_>>());
-    stream
-        .offset_commit()
-        .await
-        .map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
-    stream
-        .offset_flush()
-        .await
-        .map_err(|e| anyhow::anyhow!("flush: {e:?}"))?;
+    commit(&mut stream).await?;
 
     let spu = cluster.spu_addr();
     cluster.stop_spu().await?;

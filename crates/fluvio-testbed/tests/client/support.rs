@@ -113,7 +113,10 @@ pub async fn open(fluvio: &Fluvio, configure: impl FnOnce(&mut ConsumerConfigExt
 pub async fn take(stream: &mut Stream, count: usize) -> Result<Vec<(i64, Vec<u8>)>> {
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
-        match next(stream).await.with_context(|| format!("after {} records", out.len()))? {
+        match next(stream)
+            .await
+            .with_context(|| format!("after {} records", out.len()))?
+        {
             Some(Ok(record)) => out.push((record.offset, record.value().to_vec())),
             Some(Err(code)) => bail!("stream error after {} records: {code:?}", out.len()),
             None => bail!("stream ended after {} records", out.len()),
@@ -156,4 +159,15 @@ pub fn api_code(error: &anyhow::Error) -> Option<ErrorCode> {
         Some(fluvio_sc_schema::ApiError::Code(code, _)) => Some(code.clone()),
         _ => None,
     }
+}
+
+/// Commits the last yielded record of every partition and flushes it to the SPU.
+pub async fn commit(stream: &mut Stream) -> Result<()> {
+    stream
+        .offset_commit()
+        .await
+        .map_err(|e| anyhow::anyhow!("offset commit: {e:?}"))?;
+    within(stream.offset_flush())
+        .await
+        .map_err(|e| anyhow::anyhow!("offset flush: {e:#}"))
 }

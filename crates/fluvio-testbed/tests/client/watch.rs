@@ -1,13 +1,13 @@
 //! Metadata watches as the SC sends them: a full sync with the system
 //! objects first, then change frames after each create, delete, write.
 
-use fluvio_controlplane_metadata::message::MsgType;
 use fluvio::metadata::objects::MetadataUpdate;
 use fluvio::metadata::partition::PartitionSpec;
 use fluvio::metadata::smartmodule::{SmartModuleSpec, SmartModuleWasm};
 use fluvio::metadata::spu::SpuSpec;
 use fluvio::metadata::topic::TopicSpec;
 use fluvio::metadata::AdminSpec;
+use fluvio_controlplane_metadata::message::MsgType;
 use fluvio_protocol::{Decoder, Encoder};
 use futures::{Stream, StreamExt};
 
@@ -38,20 +38,38 @@ async fn the_first_sync_is_never_empty_and_changes_follow() -> anyhow::Result<()
 
     let mut topics = within(admin.watch::<TopicSpec>()).await?;
     let first = frame(&mut topics).await?;
-    assert_eq!(first.all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["consumer-offset"]);
+    assert_eq!(
+        first.all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["consumer-offset"]
+    );
     assert!(first.all[0].spec.is_system());
     let mut partitions = within(admin.watch::<PartitionSpec>()).await?;
     let first = frame(&mut partitions).await?;
-    assert_eq!(first.all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["consumer-offset-0"]);
+    assert_eq!(
+        first.all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["consumer-offset-0"]
+    );
 
     create_topic(&fluvio, "watched", 2).await?;
     let change = frame(&mut topics).await?;
     assert!(change.all.is_empty());
     assert_eq!(change.changes.len(), 1);
-    assert_eq!((change.changes[0].header.clone(), change.changes[0].content.name.as_str()), (MsgType::UPDATE, "watched"));
+    assert_eq!(
+        (
+            change.changes[0].header.clone(),
+            change.changes[0].content.name.as_str()
+        ),
+        (MsgType::UPDATE, "watched")
+    );
     let mut names = Vec::new();
     while names.len() < 2 {
-        names.extend(frame(&mut partitions).await?.changes.into_iter().map(|c| c.content.name));
+        names.extend(
+            frame(&mut partitions)
+                .await?
+                .changes
+                .into_iter()
+                .map(|c| c.content.name),
+        );
     }
     names.sort();
     assert_eq!(names, ["watched-0", "watched-1"]);
@@ -59,7 +77,10 @@ async fn the_first_sync_is_never_empty_and_changes_follow() -> anyhow::Result<()
     produce(&fluvio, "watched", 1, &values(3, 10), 3).await?;
     let change = frame(&mut partitions).await?;
     let status = &change.changes[0].content;
-    assert_eq!((status.name.as_str(), status.status.leader.leo, status.status.leader.hw), ("watched-1", 3, 3));
+    assert_eq!(
+        (status.name.as_str(), status.status.leader.leo, status.status.leader.hw),
+        ("watched-1", 3, 3)
+    );
 
     within(admin.delete::<TopicSpec>("watched")).await?;
     let change = frame(&mut topics).await?;

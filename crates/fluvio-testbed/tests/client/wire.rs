@@ -85,16 +85,20 @@ async fn api_versions(stream: &mut TcpStream) -> Result<ApiVersionsResponse> {
     decode(&body, 2)
 }
 
+fn key_ranges(table: &ApiVersionsResponse) -> Vec<(i16, i16, i16)> {
+    table
+        .api_keys
+        .iter()
+        .map(|k| (k.api_key, k.min_version, k.max_version))
+        .collect()
+}
+
 #[tokio::test]
 async fn api_versions_tables_are_the_real_ones() -> Result<()> {
     let cluster = cluster().await?;
     let mut sc = TcpStream::connect(cluster.sc_addr()).await?;
     let table = api_versions(&mut sc).await?;
-    let keys: Vec<_> = table
-        .api_keys
-        .iter()
-        .map(|k| (k.api_key, k.min_version, k.max_version))
-        .collect();
+    let keys = key_ranges(&table);
     assert_eq!(
         keys,
         [
@@ -109,11 +113,7 @@ async fn api_versions_tables_are_the_real_ones() -> Result<()> {
     assert_eq!(table.platform_version.to_semver().to_string(), "0.18.1");
     let mut spu = TcpStream::connect(cluster.spu_addr()).await?;
     let table = api_versions(&mut spu).await?;
-    let keys: Vec<_> = table
-        .api_keys
-        .iter()
-        .map(|k| (k.api_key, k.min_version, k.max_version))
-        .collect();
+    let keys = key_ranges(&table);
     assert_eq!(
         keys,
         [(0, 0, 25), (1, 0, 25), (1002, 25, 25), (1003, 0, 25), (1005, 0, 0)]
