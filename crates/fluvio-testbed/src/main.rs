@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Parser;
 use fluvio_testbed::TestCluster;
 
-/// Runs a test-only Fluvio cluster (one SC, one SPU) on loopback until Ctrl-C.
+/// Runs a test-only Fluvio cluster (one SC, one SPU) on loopback until Ctrl-C or SIGTERM.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -42,11 +42,16 @@ async fn main() -> Result<()> {
     let cluster = builder.start().await?;
     println!("{}", cluster.profile_path().display());
     eprintln!(
-        "SC {} · SPU {} · export FLV_PROFILE_PATH={} · Ctrl-C stops",
+        "SC {} · SPU {} · export FLV_PROFILE_PATH={} · Ctrl-C or SIGTERM stops",
         cluster.sc_addr(),
         cluster.spu_addr(),
         cluster.profile_path().display()
     );
-    tokio::signal::ctrl_c().await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted?,
+        _ = terminate.recv() => {}
+    }
+    drop(cluster);
     Ok(())
 }

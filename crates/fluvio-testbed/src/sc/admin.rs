@@ -1,9 +1,12 @@
 //! Create, Delete and List (protocol spec §3).
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use fluvio_protocol::api::RequestMessage;
 use fluvio_protocol::link::ErrorCode;
 use fluvio_protocol::{Decoder, Encoder};
+use tokio::sync::watch;
 use fluvio_sc_schema::customspu::CustomSpuSpec;
 use fluvio_sc_schema::objects::{
     CreateRequest, DeleteRequest, ListRequest, ListResponse, Metadata, ObjectApiCreateRequest, ObjectApiDeleteRequest,
@@ -51,7 +54,10 @@ impl Connection {
             }
         };
         self.shared.signal_topic_change();
-        if outcome == CreateOutcome::Waiting && !self.wait_provisioned(&name, &mut changes).await {
+        let timeout = common
+            .timeout
+            .map_or(self.shared.config.topic_provision_timeout, |ms| Duration::from_millis(u64::from(ms)));
+        if outcome == CreateOutcome::Waiting && !self.wait_provisioned(&name, timeout, &mut changes).await {
             tracing::warn!(topic = name, "SC: topic not provisioned in time");
             return Status::new(
                 name,
@@ -63,9 +69,9 @@ impl Connection {
         Status::new_ok(name)
     }
 
-    /// Waits until the topic is provisioned or the provisioning timeout ends.
-    async fn wait_provisioned(&self, name: &str, changes: &mut tokio::sync::watch::Receiver<u64>) -> bool {
-        let timeout = self.shared.config.topic_provision_timeout;
+    /// Waits until the topic is provisioned or `timeout` ends (the request's
+    /// own timeout, else the SC's).
+    async fn wait_provisioned(&self, name: &str, timeout: Duration, changes: &mut watch::Receiver<u64>) -> bool {
         let waited = tokio::time::timeout(timeout, async {
             loop {
                 match self.shared.lock().topic_provisioned(name) {
@@ -149,8 +155,24 @@ impl Connection {
             let spus = self.shared.lock().spu_list(&names);
             return encode_list(spus, version);
         }
-        if downcast::<_, ListRequest<CustomSpuSpec>>(body)?.is_some() {
-            return encode_list::<CustomSpuSpec>(Vec::new(), version);
+        if let Some(list) = downcast::<_, ListRequest<CustomSpuSpec>>(body)? {
+            let names = filter_names(list.name_filters);
+            let spus = self.shared.lock().spu_list(&names);
+            let custom = spus
+                .into_iter()
+                .map(|spu| Metadata {
+                    name: spu.name,
+                    spec: CustomSpuSpec {
+                        id: spu.spec.id,
+                        public_endpoint: spu.spec.public_endpoint,
+                        private_endpoint: spu.spec.private_endpoint,
+                        rack: spu.spec.rack,
+                        public_endpoint_local: spu.spec.public_endpoint_local,
+                    },
+                    status: spu.status,
+                })
+                .collect();
+            return encode_list::<CustomSpuSpec>(custom, version);
         }
         if downcast::<_, ListRequest<SpuGroupSpec>>(body)?.is_some() {
             return encode_list::<SpuGroupSpec>(Vec::new(), version);
