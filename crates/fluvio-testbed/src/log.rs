@@ -117,8 +117,9 @@ pub(crate) enum Slice {
     /// The offset is the log end: nothing to send yet.
     AtEnd,
     /// Bytes from the batch containing the offset, up to the end of its
-    /// segment, cut at `max_bytes` even inside a batch.
-    Records { bytes: Bytes, end: i64 },
+    /// segment, cut at `max_bytes` even inside a batch: the stored batches
+    /// (shared, not copied), the last one possibly cut short.
+    Records { parts: Vec<Bytes>, end: i64 },
 }
 
 /// A partition's log.
@@ -206,20 +207,17 @@ impl PartitionLog {
         };
         let end = self.segments.get(index).map_or(self.leo, |next| next.base_offset);
         let first = segment.batches.partition_point(|b| b.end() <= from);
-        let budget = usize::try_from(max_bytes).unwrap_or(0);
-        let mut out = BytesMut::new();
+        let mut room = usize::try_from(max_bytes).unwrap_or(0);
+        let mut parts = Vec::new();
         for batch in &segment.batches[first..] {
-            let room = budget - out.len();
             if room == 0 {
                 break;
             }
             let take = room.min(batch.bytes.len());
-            out.extend_from_slice(&batch.bytes[..take]);
+            parts.push(batch.bytes.slice(..take));
+            room -= take;
         }
-        Slice::Records {
-            bytes: out.freeze(),
-            end,
-        }
+        Slice::Records { parts, end }
     }
 
     /// Every stored batch, oldest first.
@@ -259,6 +257,10 @@ mod tests {
         IncomingBatch::split(Bytes::from(bytes)).expect("valid batch").remove(0)
     }
 
+    fn total(parts: &[Bytes]) -> usize {
+        parts.iter().map(Bytes::len).sum()
+    }
+
     fn limits(segment_bytes: u64) -> LogLimits {
         LogLimits {
             segment_bytes,
@@ -285,15 +287,18 @@ mod tests {
         log.append(&batch(3, 100), now);
         log.append(&batch(3, 100), now);
         match log.slice(4, 200) {
-            Slice::Records { bytes, end } => {
+            Slice::Records { parts, end } => {
                 assert_eq!(end, 6);
-                assert_eq!(bytes.len(), 157, "the whole second batch fits");
-                assert_eq!(&bytes[..8], &3i64.to_be_bytes());
+                assert_eq!(total(&parts), 157, "the whole second batch fits");
+                assert_eq!(&parts[0][..8], &3i64.to_be_bytes());
             }
             other => panic!("unexpected {other:?}"),
         }
         match log.slice(0, 200) {
-            Slice::Records { bytes, .. } => assert_eq!(bytes.len(), 200, "cut inside the second batch"),
+            Slice::Records { parts, .. } => {
+                assert_eq!(parts.len(), 2);
+                assert_eq!(total(&parts), 200, "cut inside the second batch");
+            }
             other => panic!("unexpected {other:?}"),
         }
         assert!(matches!(log.slice(6, 100), Slice::AtEnd));
@@ -308,9 +313,9 @@ mod tests {
         log.append(&batch(1, 100), now);
         log.append(&batch(1, 100), now);
         match log.slice(0, 10_000) {
-            Slice::Records { bytes, end } => {
+            Slice::Records { parts, end } => {
                 assert_eq!(end, 2);
-                assert_eq!(bytes.len(), 314);
+                assert_eq!(total(&parts), 314);
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use fluvio_protocol::api::RequestMessage;
 use fluvio_protocol::link::ErrorCode;
 use fluvio_protocol::{Decoder, Encoder};
-use tokio::sync::watch;
 use fluvio_sc_schema::customspu::CustomSpuSpec;
 use fluvio_sc_schema::objects::{
     CreateRequest, DeleteRequest, ListRequest, ListResponse, Metadata, ObjectApiCreateRequest, ObjectApiDeleteRequest,
@@ -19,6 +18,7 @@ use fluvio_sc_schema::spu::SpuSpec;
 use fluvio_sc_schema::tableformat::TableFormatSpec;
 use fluvio_sc_schema::topic::TopicSpec;
 use fluvio_sc_schema::{AdminSpec, Status, TryEncodableFrom};
+use tokio::sync::watch;
 
 use super::Connection;
 use crate::state::CreateOutcome;
@@ -54,9 +54,9 @@ impl Connection {
             }
         };
         self.shared.signal_topic_change();
-        let timeout = common
-            .timeout
-            .map_or(self.shared.config.topic_provision_timeout, |ms| Duration::from_millis(u64::from(ms)));
+        let timeout = common.timeout.map_or(self.shared.config.topic_provision_timeout, |ms| {
+            Duration::from_millis(u64::from(ms))
+        });
         if outcome == CreateOutcome::Waiting && !self.wait_provisioned(&name, timeout, &mut changes).await {
             tracing::warn!(topic = name, "SC: topic not provisioned in time");
             return Status::new(

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
 use fluvio_protocol::api::RequestHeader;
 use fluvio_protocol::link::ErrorCode;
 use fluvio_protocol::record::ReplicaKey;
@@ -15,7 +14,7 @@ use fluvio_spu_schema::fetch::FetchablePartitionResponse;
 use fluvio_spu_schema::server::stream_fetch::{DefaultStreamFetchRequest, StreamFetchResponse};
 use tokio::sync::{mpsc, watch};
 
-use super::records::RawRecordSet;
+use super::records::FetchedRecords;
 use super::{Connection, Session};
 use crate::frame::{self, FrameSender};
 use crate::log::Slice;
@@ -168,9 +167,10 @@ impl FetchStream {
                 Sent::Ended
             }
             Slice::AtEnd => Sent::Idle,
-            Slice::Records { bytes, end } => {
-                tracing::trace!(partition = %self.replica, from, end, bytes = bytes.len(), "SPU: stream frame");
-                if self.frame(ErrorCode::None, hw, start, bytes) {
+            Slice::Records { parts, end } => {
+                let records = FetchedRecords(parts);
+                tracing::trace!(partition = %self.replica, from, end, batches = records.0.len(), "SPU: stream frame");
+                if self.frame(ErrorCode::None, hw, start, records) {
                     Sent::Records
                 } else {
                     Sent::Ended
@@ -180,11 +180,11 @@ impl FetchStream {
     }
 
     fn error_frame(&self, error_code: ErrorCode, hw: i64, start: i64) {
-        self.frame(error_code, hw, start, Bytes::new());
+        self.frame(error_code, hw, start, FetchedRecords::default());
     }
 
     /// Sends one frame; `false` if it could not be.
-    fn frame(&self, error_code: ErrorCode, hw: i64, start: i64, records: Bytes) -> bool {
+    fn frame(&self, error_code: ErrorCode, hw: i64, start: i64, records: FetchedRecords) -> bool {
         let response = StreamFetchResponse {
             topic: self.replica.topic.clone(),
             stream_id: self.session_id,
@@ -195,7 +195,7 @@ impl FetchStream {
                 next_filter_offset: 0,
                 log_start_offset: start,
                 aborted: None,
-                records: RawRecordSet(records),
+                records,
             },
         };
         match frame::response(self.correlation_id, &response, self.version) {

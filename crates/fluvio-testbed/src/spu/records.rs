@@ -45,3 +45,42 @@ impl Decoder for RawRecordSet {
         Ok(())
     }
 }
+
+/// A fetch frame's record set: stored batches written back to back, the last
+/// possibly cut short, copied once, into the frame.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct FetchedRecords(pub(crate) Vec<Bytes>);
+
+impl FetchedRecords {
+    fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+}
+
+impl Encoder for FetchedRecords {
+    fn write_size(&self, _version: Version) -> usize {
+        4 + self.len()
+    }
+
+    fn encode<T: BufMut>(&self, dest: &mut T, _version: Version) -> Result<(), IoError> {
+        let len =
+            i32::try_from(self.len()).map_err(|_| IoError::new(ErrorKind::InvalidData, "record set over 2 GiB"))?;
+        if dest.remaining_mut() < 4 + self.len() {
+            return Err(IoError::new(ErrorKind::UnexpectedEof, "no room for the record set"));
+        }
+        dest.put_i32(len);
+        for part in &self.0 {
+            dest.put_slice(part);
+        }
+        Ok(())
+    }
+}
+
+impl Decoder for FetchedRecords {
+    fn decode<T: Buf>(&mut self, src: &mut T, version: Version) -> Result<(), IoError> {
+        let mut whole = RawRecordSet::default();
+        whole.decode(src, version)?;
+        self.0 = vec![whole.0];
+        Ok(())
+    }
+}
