@@ -92,13 +92,18 @@ where
                 frame = rx.recv() => frame,
             };
             let Some(frame) = frame else { break };
-            if let Err(e) = writer.write_all(&frame).await {
+            // A client that stops reading must not keep a stopping server waiting.
+            let written = tokio::select! {
+                _ = stop.cancelled() => break,
+                written = writer.write_all(&frame) => written,
+            };
+            if let Err(e) = written {
                 tracing::debug!(error = %e, "writing a frame failed; closing the connection");
                 break;
             }
         }
-        let _ = writer.shutdown().await;
         stop.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), writer.shutdown()).await;
     });
     (tx, task)
 }

@@ -151,20 +151,79 @@ async fn garbage_closes_only_its_own_connection() -> Result<()> {
 }
 
 /// A produce body: no transactional id, acks 1, timeout 1500 ms, one entry
-/// for `topic`-0 holding `records` as its record set.
-fn produce_body(topic: &str, records: &[u8]) -> Result<Vec<u8>> {
+/// per record set, all for `topic`-0.
+fn produce_body(topic: &str, entries: &[&[u8]]) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     Option::<String>::None.encode(&mut body, 25)?;
     1i16.encode(&mut body, 25)?;
     1500i32.encode(&mut body, 25)?;
     1i32.encode(&mut body, 25)?;
     topic.to_owned().encode(&mut body, 25)?;
-    1i32.encode(&mut body, 25)?;
-    0u32.encode(&mut body, 25)?;
-    (records.len() as i32).encode(&mut body, 25)?;
-    body.extend_from_slice(records);
+    (entries.len() as i32).encode(&mut body, 25)?;
+    for records in entries {
+        0u32.encode(&mut body, 25)?;
+        (records.len() as i32).encode(&mut body, 25)?;
+        body.extend_from_slice(records);
+    }
     0i32.encode(&mut body, 25)?;
     Ok(body)
+}
+
+/// A one-record batch with the given codec bits and (unchecked) record bytes.
+fn batch(codec: i16, records: &[u8]) -> Vec<u8> {
+    let mut batch = Vec::new();
+    batch.put_i64(12345);
+    batch.put_i32(45 + records.len() as i32);
+    batch.put_i32(-1);
+    batch.put_i8(2);
+    batch.put_u32(0);
+    batch.put_i16(codec);
+    batch.put_i32(0);
+    batch.put_i64(0);
+    batch.put_i64(0);
+    batch.put_i64(-1);
+    batch.put_i16(-1);
+    batch.put_i32(-1);
+    batch.extend_from_slice(records);
+    batch
+}
+
+#[tokio::test]
+async fn produce_answers_each_entry_in_order_and_checks_codecs() -> Result<()> {
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    let mut spec = fluvio::metadata::topic::TopicSpec::new_computed(1, 1, None);
+    spec.set_compression_type(fluvio::metadata::topic::CompressionAlgorithm::None);
+    within(fluvio.admin().await.create("plain".to_owned(), false, spec)).await?;
+    let mut spu = TcpStream::connect(cluster.spu_addr()).await?;
+    let (plain, gzip) = (batch(0, b"not decoded"), batch(1, b"not decoded"));
+    let entries: [&[u8]; 3] = [&plain, &gzip, &plain];
+    spu.write_all(&frame(0, 25, 3, &Raw(produce_body("plain", &entries)?))?)
+        .await?;
+    let (_, body) = response(&mut spu).await?;
+    let reply: ProduceResponse = decode(&body, 25)?;
+    let answers: Vec<_> = reply.responses[0]
+        .partitions
+        .iter()
+        .map(|p| (p.error_code.clone(), p.base_offset))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (ErrorCode::None, 0),
+            (ErrorCode::CompressionError, -1),
+            (ErrorCode::None, 1)
+        ],
+        "one reply per entry, in order; a gzip batch is refused by a topic without compression"
+    );
+    let stored = cluster.batches("plain", 0);
+    assert_eq!(
+        stored.iter().map(|b| b.base_offset).collect::<Vec<_>>(),
+        [0, 1],
+        "the server assigns base offsets"
+    );
+    assert!(stored.iter().all(|b| b.bytes == plain.len()), "stored as sent");
+    Ok(())
 }
 
 struct Raw(Vec<u8>);
@@ -187,7 +246,7 @@ async fn a_malformed_batch_gets_an_error_code_and_the_connection_stays() -> Resu
     let mut spu = TcpStream::connect(cluster.spu_addr()).await?;
     let mut cut = vec![0u8; 30];
     cut[8..12].copy_from_slice(&500i32.to_be_bytes());
-    spu.write_all(&frame(0, 25, 7, &Raw(produce_body("raw", &cut)?))?)
+    spu.write_all(&frame(0, 25, 7, &Raw(produce_body("raw", &[&cut])?))?)
         .await?;
     let (correlation_id, body) = response(&mut spu).await?;
     assert_eq!(correlation_id, 7);
@@ -204,7 +263,7 @@ async fn a_malformed_batch_gets_an_error_code_and_the_connection_stays() -> Resu
         "nothing written"
     );
 
-    spu.write_all(&frame(0, 25, 8, &Raw(produce_body("no-such-topic", &[])?))?)
+    spu.write_all(&frame(0, 25, 8, &Raw(produce_body("no-such-topic", &[&[]])?))?)
         .await?;
     let (_, body) = response(&mut spu).await?;
     let reply: ProduceResponse = decode(&body, 25)?;
