@@ -291,3 +291,28 @@ async fn a_malformed_batch_gets_an_error_code_and_the_connection_stays() -> Resu
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_does_not_block_an_spu_stop() -> Result<()> {
+    use fluvio_protocol::record::{RawRecords, RecordSet};
+    use fluvio_spu_schema::server::stream_fetch::StreamFetchRequest;
+
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "unread", 1).await?;
+    crate::support::produce(&fluvio, "unread", 0, &crate::support::values(40, 250_000), 4).await?;
+    let mut stuck = TcpStream::connect(cluster.spu_addr()).await?;
+    let request = StreamFetchRequest::<RecordSet<RawRecords>>::builder()
+        .topic("unread")
+        .partition(0u32)
+        .fetch_offset(0i64)
+        .max_bytes(64 * 1024 * 1024)
+        .build()?;
+    stuck.write_all(&frame(1003, 25, 1, &request)?).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(10), cluster.stop_spu())
+        .await
+        .context("stop_spu waited for a client that does not read")??;
+    cluster.start_spu().await?;
+    Ok(())
+}
