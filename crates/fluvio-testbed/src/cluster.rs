@@ -130,7 +130,7 @@ impl TestClusterBuilder {
             }
         };
         profile::write(&profile_path, servers.sc_addr)?;
-        tracing::info!(sc = %servers.sc_addr, spu = %servers.spu_addr, profile = %profile_path.display(), "fluvio-testbed started");
+        tracing::debug!(sc = %servers.sc_addr, spu = %servers.spu_addr, profile = %profile_path.display(), "fluvio-testbed started");
         Ok(TestCluster {
             runtime,
             servers,
