@@ -433,3 +433,68 @@ impl TestCluster {
             .map_err(|e| anyhow!("test cluster task failed: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use fluvio_protocol::api::RequestHeader;
+    use fluvio_protocol::link::versions::{ApiVersionsRequest, ApiVersionsResponse};
+    use fluvio_protocol::{Decoder, Encoder};
+
+    use super::*;
+
+    /// An ApiVersions round trip on a blocking socket.
+    fn blocking_api_versions(addr: SocketAddr) -> Result<ApiVersionsResponse> {
+        let mut socket = std::net::TcpStream::connect(addr)?;
+        socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut header = RequestHeader::new_with_client(18, "blocking");
+        header.set_api_version(2);
+        let mut payload = Vec::new();
+        header.encode(&mut payload, 0)?;
+        ApiVersionsRequest::default().encode(&mut payload, 2)?;
+        socket.write_all(&(payload.len() as i32).to_be_bytes())?;
+        socket.write_all(&payload)?;
+        let mut size = [0u8; 4];
+        socket.read_exact(&mut size)?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        socket.read_exact(&mut body)?;
+        Ok(ApiVersionsResponse::decode_from(
+            &mut std::io::Cursor::new(&body[4..]),
+            2,
+        )?)
+    }
+
+    #[tokio::test]
+    async fn a_cluster_can_be_driven_from_another_task() -> Result<()> {
+        let cluster = Arc::new(TestCluster::start().await?);
+        let chaos = Arc::clone(&cluster);
+        tokio::spawn(async move { chaos.stop_spu().await }).await??;
+        assert!(!cluster.spu_running());
+        assert!(tokio::net::TcpStream::connect(cluster.spu_addr()).await.is_err());
+        let chaos = Arc::clone(&cluster);
+        tokio::spawn(async move { chaos.start_spu().await }).await??;
+        assert!(cluster.spu_running());
+        assert!(tokio::net::TcpStream::connect(cluster.spu_addr()).await.is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn a_cluster_can_be_used_without_any_runtime_of_the_callers() -> Result<()> {
+        let caller = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let cluster = caller.block_on(TestCluster::start())?;
+        assert!(std::fs::read_to_string(cluster.profile_path())?.contains(&cluster.sc_endpoint()));
+        // The caller's thread blocks on plain sockets; the cluster still answers.
+        assert_eq!(
+            blocking_api_versions(cluster.sc_addr())?
+                .platform_version
+                .to_semver()
+                .to_string(),
+            "0.18.1"
+        );
+        let profile = cluster.profile_path().to_path_buf();
+        drop(cluster);
+        assert!(!profile.exists(), "the profile goes with the cluster");
+        Ok(())
+    }
+}
