@@ -170,3 +170,69 @@ async fn disable_continuous_ends_at_the_high_watermark() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Q1 with a frame cut inside the first batch's header: nothing decodes, the
+/// client never acknowledges, the stream stalls.
+#[tokio::test]
+async fn a_frame_cut_inside_the_batch_header_stalls_the_stream() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "stall", 1).await?;
+    produce(&fluvio, "stall", 0, &values(3, 10), 3).await?;
+    let mut stream = consumer(&fluvio, "stall", 0, Offset::beginning(), Some(40)).await?;
+    assert!(
+        quiet(&mut stream, Duration::from_millis(500)).await,
+        "no record although three exist"
+    );
+    Ok(())
+}
+
+/// Q1 with a compressed batch cut short: the client cannot decompress it and
+/// reports an error (with retries disabled, the error itself).
+#[tokio::test]
+async fn a_compressed_batch_cut_short_is_an_error_in_the_client() -> anyhow::Result<()> {
+    use fluvio::{Compression, RecordKey, TopicProducerConfigBuilder};
+
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "zip-cut", 1).await?;
+    let config = TopicProducerConfigBuilder::default()
+        .compression(Compression::Gzip)
+        .batch_size(64 * 1024)
+        .linger(Duration::from_secs(3600))
+        .build()?;
+    let producer = crate::support::within(fluvio.topic_producer_with_config("zip-cut", config)).await?;
+    let mut seed = 7u64;
+    for _ in 0..20 {
+        // Incompressible values, so the compressed batch stays larger than max_bytes.
+        let value: Vec<u8> = (0..1000)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (seed >> 56) as u8
+            })
+            .collect();
+        crate::support::within(producer.send(RecordKey::NULL, value)).await?;
+    }
+    crate::support::within(producer.flush()).await?;
+    let stored = cluster.batches("zip-cut", 0);
+    assert_eq!(stored.len(), 1);
+    assert!(
+        stored[0].bytes > 4096,
+        "the compressed batch is {} bytes",
+        stored[0].bytes
+    );
+    let mut stream = open(&fluvio, |b| {
+        b.topic("zip-cut")
+            .partition(0)
+            .offset_start(Offset::beginning())
+            .max_bytes(4096)
+            .retry_mode(RetryMode::Disabled);
+    })
+    .await?;
+    match next(&mut stream).await? {
+        Some(Err(code)) => assert!(matches!(code, ErrorCode::Other(_)), "{code:?}"),
+        Some(Ok(record)) => panic!("a record at {} came out of a cut compressed batch", record.offset),
+        None => panic!("the stream ended"),
+    }
+    Ok(())
+}
