@@ -67,7 +67,7 @@ fn decode<T: Decoder>(body: &Bytes, version: i16) -> Result<T> {
 async fn closed(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
     matches!(
-        tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await,
+        tokio::time::timeout(crate::support::PATIENCE, stream.read(&mut byte)).await,
         Ok(Ok(0)) | Ok(Err(_))
     )
 }
@@ -310,7 +310,7 @@ async fn a_client_that_stops_reading_does_not_block_an_spu_stop() -> Result<()> 
         .build()?;
     stuck.write_all(&frame(1003, 25, 1, &request)?).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    tokio::time::timeout(Duration::from_secs(10), cluster.stop_spu())
+    tokio::time::timeout(Duration::from_secs(30), cluster.stop_spu())
         .await
         .context("stop_spu waited for a client that does not read")??;
     cluster.start_spu().await?;
