@@ -13,6 +13,7 @@ demo: wasm
 ## Runs every check CI runs: formatting, clippy, all tests (native and wasm).
 test: wasm lint
 	AWS_EC2_METADATA_DISABLED=true cargo test --workspace
+	sh deploy/systemd/verify.sh target/debug/falcon-lake
 	cd $(SM_DIR) && cargo test
 
 setup:

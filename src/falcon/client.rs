@@ -83,8 +83,9 @@ impl FalconClient {
     pub fn new(config: FalconConfig, metrics: Arc<FalconMetrics>) -> anyhow::Result<Self> {
         config.validate()?;
         let agent = crate::net::user_agent();
-        let api = crate::net::api_client(config.request_timeout, &agent)?;
-        let feed = crate::net::streaming_client(&agent)?;
+        let network = config.network();
+        let api = crate::net::api_client(config.request_timeout, &agent, &network)?;
+        let feed = crate::net::streaming_client(&agent, &network)?;
         let settings = AuthSettings {
             base: config.api_base(),
             client_id: config.client_id.clone(),
@@ -269,7 +270,10 @@ impl FalconClient {
                     tracing::info!(partition, last, "resuming after the last event in the topic");
                     FeedStart::Offset(last.saturating_add(1))
                 }
-                None => FeedStart::Oldest,
+                None => match self.config.initial_offsets.get(&partition) {
+                    Some(first) => FeedStart::Offset(*first),
+                    None => FeedStart::Oldest,
+                },
             },
             StartPosition::Earliest => FeedStart::Oldest,
             StartPosition::Latest => FeedStart::Latest,

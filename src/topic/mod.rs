@@ -47,6 +47,19 @@ pub struct PartitionBounds {
     pub next: u64,
 }
 
+/// One consumer's stored offset on one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerPosition {
+    /// Consumer id.
+    pub consumer: String,
+    /// Topic partition.
+    pub partition: u32,
+    /// Last offset committed (every record up to it is settled).
+    pub offset: u64,
+    /// When it was last committed, epoch milliseconds (0 when unknown).
+    pub updated_ms: i64,
+}
+
 /// Appends records.
 pub trait TopicWriter: Send + Sync {
     /// Appends `records`; returns once they are durable (acknowledged).

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::topic::{
-    check_topic_name, NewRecord, OffsetCommitter, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord,
-    TopicWriter,
+    check_topic_name, ConsumerPosition, NewRecord, OffsetCommitter, PartitionBounds, StartFrom, TopicInspect,
+    TopicReader, TopicRecord, TopicWriter,
 };
 
 /// How hard SQLite syncs commits.
@@ -216,6 +216,29 @@ impl SqliteTopic {
             .optional()
             .map(|o| o.map(|o| o as u64))
             .context("reading a consumer offset")
+        })
+        .await
+    }
+
+    /// Every consumer's committed offset on this topic.
+    pub async fn consumers(&self) -> Result<Vec<ConsumerPosition>> {
+        let inner = self.log.inner.clone();
+        let topic = self.name.clone();
+        blocking(move || {
+            let conn = lock(&inner.read);
+            let mut query = conn.prepare_cached(
+                "SELECT consumer, partition, offset, updated_ms FROM consumer_offsets WHERE topic = ?1 ORDER BY consumer, partition",
+            )?;
+            let rows = query.query_map(params![topic], |row| {
+                Ok(ConsumerPosition {
+                    consumer: row.get(0)?,
+                    partition: row.get::<_, i64>(1)? as u32,
+                    offset: row.get::<_, i64>(2)? as u64,
+                    updated_ms: row.get(3)?,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .context("listing consumer offsets")
         })
         .await
     }

@@ -24,7 +24,9 @@ use fluvio::{Compression, Fluvio, FluvioClusterConfig, RecordKey, TopicProducerC
 use serde::Deserialize;
 
 use crate::config::units;
-use crate::topic::{NewRecord, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord, TopicWriter};
+use crate::topic::{
+    ConsumerPosition, NewRecord, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord, TopicWriter,
+};
 use crate::transform::ModuleRegistry;
 
 /// A consumer stream of one partition.
@@ -229,6 +231,28 @@ impl FluvioBackend {
             backend: self.clone(),
             name: topic.to_string(),
         }
+    }
+
+    /// Every consumer's stored offset on `topic`.
+    pub async fn consumers(&self, topic: &str) -> Result<Vec<ConsumerPosition>> {
+        let offsets = self
+            .fluvio
+            .consumer_offsets()
+            .await
+            .context("listing consumer offsets")?;
+        let mut positions: Vec<ConsumerPosition> = offsets
+            .into_iter()
+            .filter(|o| o.topic == topic && o.offset >= 0)
+            .map(|o| ConsumerPosition {
+                consumer: o.consumer_id,
+                partition: o.partition,
+                offset: o.offset as u64,
+                // Fluvio stores seconds since the epoch.
+                updated_ms: i64::try_from(o.modified_time.saturating_mul(1_000)).unwrap_or(i64::MAX),
+            })
+            .collect();
+        positions.sort_by(|a, b| (&a.consumer, a.partition).cmp(&(&b.consumer, b.partition)));
+        Ok(positions)
     }
 
     /// The stored offsets of `consumer` on `topic`, by partition.

@@ -15,6 +15,9 @@ pub struct FalconEmulatorConfig {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// HTTPS instead of HTTP (`--tls-cert`, `--tls-key`).
+    #[command(flatten)]
+    pub tls: crate::TlsArgs,
     /// OAuth2 client ID the emulator accepts.
     #[arg(long, env = "FALCON_EMULATOR_CLIENT_ID")]
     pub client_id: String,
@@ -159,6 +162,7 @@ impl FalconEmulatorConfig {
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: crate::TlsArgs::default(),
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             partitions: 1,

@@ -42,7 +42,7 @@ impl FalconEmulator {
         } else {
             state.append_generated(config.events);
         }
-        let server = Server::start(config.listen, router(state.clone())).await?;
+        let server = Server::start_with(config.listen, router(state.clone()), &config.tls).await?;
         Ok(Self { state, server })
     }
 
