@@ -82,6 +82,9 @@ impl FalconClient {
     /// Builds a client from a validated configuration.
     pub fn new(config: FalconConfig, metrics: Arc<FalconMetrics>) -> anyhow::Result<Self> {
         config.validate()?;
+        if let (Some(base), Some(cloud)) = (&config.base_url, config.cloud) {
+            tracing::info!(base_url = %base, cloud = %cloud.name(), "falcon.base_url overrides falcon.cloud");
+        }
         let agent = crate::net::user_agent();
         let api = crate::net::api_client(config.request_timeout, &agent)?;
         let feed = crate::net::streaming_client(&agent)?;
