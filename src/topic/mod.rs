@@ -80,6 +80,19 @@ pub trait TopicInspect: Send + Sync {
     fn read_range(&self, partition: u32, from: u64, to: u64) -> impl Future<Output = Result<Vec<TopicRecord>>> + Send;
 }
 
+/// True when `error` says the storage behind a topic is full (SQLite's
+/// `SQLITE_FULL`, or `ENOSPC` from the file system): a pause, not a failure.
+pub fn is_storage_full(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if let Some(rusqlite::Error::SqliteFailure(e, _)) = cause.downcast_ref::<rusqlite::Error>() {
+            return e.code == rusqlite::ErrorCode::DiskFull;
+        }
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC))
+    })
+}
+
 /// Where a reader starts when its consumer has no stored offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartFrom {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
@@ -84,7 +84,7 @@ impl SqliteLog {
                      updated_ms INTEGER NOT NULL,
                      PRIMARY KEY (consumer, topic, partition));",
             )
-            .with_context(|| format!("initialising the log at {}", path.display()))?;
+            .map_err(|e| unusable(path, "initialising", e))?;
         let read = connect(path, sync)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -99,6 +99,26 @@ impl SqliteLog {
     /// Where the log lives.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Caps the log file at `max_pages` pages (SQLite's `max_page_count`), or
+    /// lifts the cap: past it an append fails as on a full disk. Returns the
+    /// pages the log has now. Lets an operator bound the file, and tests fill
+    /// the "disk" without filling the machine's.
+    pub async fn cap_pages(&self, max_pages: Option<u64>) -> Result<u64> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let conn = lock(&inner.write);
+            // SQLite's own ceiling (2^32 - 2 pages) stands for "no cap".
+            let max = max_pages.unwrap_or(4_294_967_294).min(4_294_967_294);
+            conn.query_row(&format!("PRAGMA max_page_count = {max}"), [], |r| r.get::<_, i64>(0))
+                .context("setting max_page_count")?;
+            let pages: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .context("reading page_count")?;
+            Ok(pages as u64)
+        })
+        .await
     }
 
     /// A topic, created if it does not exist.
@@ -130,16 +150,48 @@ impl SqliteLog {
 }
 
 fn connect(path: &Path, sync: SyncMode) -> Result<Connection> {
-    let conn = Connection::open(path).with_context(|| format!("opening the log {}", path.display()))?;
+    if path.is_dir() {
+        bail!(
+            "the log {} (storage.path) is a directory, not a SQLite file; point storage.path at a file",
+            path.display()
+        );
+    }
+    let conn = Connection::open(path).map_err(|e| unusable(path, "opening", e))?;
     let synchronous = match sync {
         SyncMode::Full => "FULL",
         SyncMode::Normal => "NORMAL",
     };
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;"
+        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};"
     ))
-    .with_context(|| format!("configuring the log {}", path.display()))?;
+    .map_err(|e| unusable(path, "configuring", e))?;
+    // The first read of the schema is where a file that is not a database, or
+    // one that cannot be read, shows itself.
+    conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| unusable(path, "reading", e))?;
     Ok(conn)
+}
+
+/// An error for a log file SQLite cannot use, saying which file and what to do.
+fn unusable(path: &Path, doing: &str, error: rusqlite::Error) -> anyhow::Error {
+    let code = match &error {
+        rusqlite::Error::SqliteFailure(e, _) => Some(e.code),
+        _ => None,
+    };
+    let hint = match code {
+        Some(rusqlite::ErrorCode::NotADatabase) | Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+            "it is not a SQLite database or it is corrupt: restore it from a backup, or move it away to start an \
+             empty log (the source then re-reads what Falcon still retains)"
+        }
+        Some(rusqlite::ErrorCode::CannotOpen) | Some(rusqlite::ErrorCode::PermissionDenied) => {
+            "it cannot be opened for reading and writing: check that it is a file and the permissions of it and \
+             of its directory"
+        }
+        Some(rusqlite::ErrorCode::ReadOnly) => "it is read-only: falcon-lake needs to write to it",
+        Some(rusqlite::ErrorCode::DiskFull) => "the disk is full",
+        _ => "SQLite cannot use it",
+    };
+    anyhow::Error::new(error).context(format!("{doing} the log {}: {hint}", path.display()))
 }
 
 /// One topic of the embedded log (a single partition, 0). Cheap to clone.
@@ -346,10 +398,11 @@ impl TopicWriter for SqliteTopic {
                 "UPDATE topics SET next_offset = ?1, bytes = bytes + ?2 WHERE name = ?3",
                 params![next + records.len() as i64, bytes, name],
             )?;
-            tx.commit()
-                .with_context(|| format!("appending to {name} in {}", log.path().display()))
+            tx.commit()?;
+            Ok(())
         })
-        .await?;
+        .await
+        .with_context(|| format!("appending to {} in the log {}", self.name, log.path().display()))?;
         self.log.inner.appended.notify_waiters();
         Ok(())
     }
