@@ -433,6 +433,45 @@ impl TopicInspect for SqliteTopic {
         let (inner, table) = (self.log.inner.clone(), self.table.clone());
         blocking(move || select_records(&lock(&inner.read), &table, from, to, usize::MAX)).await
     }
+
+    async fn scan_keys(
+        &self,
+        partition: u32,
+        from: u64,
+        to: u64,
+        visit: &mut (dyn FnMut(u64, Option<&[u8]>) + Send),
+    ) -> Result<()> {
+        if partition != 0 {
+            return Ok(());
+        }
+        let mut start = from;
+        while start < to {
+            let (inner, table) = (self.log.inner.clone(), self.table.clone());
+            let keys = blocking(move || select_keys(&lock(&inner.read), &table, start, to, KEYS_AT_A_TIME)).await?;
+            let Some(last) = keys.last().map(|(offset, _)| *offset) else {
+                return Ok(());
+            };
+            for (offset, key) in &keys {
+                visit(*offset, key.as_deref());
+            }
+            start = last + 1;
+        }
+        Ok(())
+    }
+}
+
+/// Keys read per query of a key scan: about 30 bytes each.
+const KEYS_AT_A_TIME: usize = 10_000;
+
+fn select_keys(conn: &Connection, table: &str, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Option<Vec<u8>>)>> {
+    let mut query = conn.prepare_cached(&format!(
+        "SELECT offset, key FROM {table} WHERE offset >= ?1 AND offset < ?2 ORDER BY offset LIMIT ?3"
+    ))?;
+    let rows = query.query_map(
+        params![from as i64, to.min(i64::MAX as u64) as i64, max as i64],
+        |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Option<Vec<u8>>>(1)?)),
+    )?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().context("reading record keys")
 }
 
 fn select_records(conn: &Connection, table: &str, from: u64, to: u64, max: usize) -> Result<Vec<TopicRecord>> {
