@@ -234,7 +234,11 @@ mod tests {
         assert_eq!(cursors.last_written(5).await.expect("scan"), None, "absent");
         assert_eq!(cursors.keys_read().await, total, "every key read once");
         assert_eq!(cursors.last_written(6).await.expect("scan"), None, "also absent");
-        assert_eq!(cursors.keys_read().await, total, "the answer is kept, not scanned again");
+        assert_eq!(
+            cursors.keys_read().await,
+            total,
+            "the answer is kept, not scanned again"
+        );
         assert!(cursors.topic.largest_scan.load(Ordering::Relaxed) <= MAX_WINDOW);
         assert_eq!(cursors.topic.records_read.load(Ordering::Relaxed), 0, "no values read");
     }

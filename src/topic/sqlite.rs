@@ -101,6 +101,32 @@ impl SqliteLog {
         &self.inner.path
     }
 
+    /// Claims the log for one source: a second process (or pipeline) that
+    /// tries while this one holds the claim gets a clear error instead of
+    /// appending the same Falcon events beside it. Released when the returned
+    /// guard drops, or when the process dies however it dies (`flock`).
+    pub fn claim_for_source(&self) -> Result<SourceClaim> {
+        let path = &self.inner.path;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .open(path)
+            .with_context(|| format!("opening the log {} to claim it", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns for the call.
+        let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                bail!(
+                    "the log {} is in use by another falcon-lake source (a second `run` on the same storage.path?); \
+                     stop it first",
+                    path.display()
+                );
+            }
+            return Err(anyhow::Error::new(error).context(format!("claiming the log {}", path.display())));
+        }
+        Ok(SourceClaim { _file: file })
+    }
+
     /// Caps the log file at `max_pages` pages (SQLite's `max_page_count`), or
     /// lifts the cap: past it an append fails as on a full disk. Returns the
     /// pages the log has now. Lets an operator bound the file, and tests fill
@@ -192,6 +218,12 @@ fn unusable(path: &Path, doing: &str, error: rusqlite::Error) -> anyhow::Error {
         _ => "SQLite cannot use it",
     };
     anyhow::Error::new(error).context(format!("{doing} the log {}: {hint}", path.display()))
+}
+
+/// The claim of [`SqliteLog::claim_for_source`]; dropping it releases the log.
+#[derive(Debug)]
+pub struct SourceClaim {
+    _file: std::fs::File,
 }
 
 /// One topic of the embedded log (a single partition, 0). Cheap to clone.
@@ -471,7 +503,8 @@ fn select_keys(conn: &Connection, table: &str, from: u64, to: u64, max: usize) -
         params![from as i64, to.min(i64::MAX as u64) as i64, max as i64],
         |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Option<Vec<u8>>>(1)?)),
     )?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().context("reading record keys")
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .context("reading record keys")
 }
 
 fn select_records(conn: &Connection, table: &str, from: u64, to: u64, max: usize) -> Result<Vec<TopicRecord>> {
@@ -688,5 +721,17 @@ mod tests {
             .expect("read")
             .is_empty());
         assert!(log.topic("Bad_Name").is_err());
+    }
+
+    #[test]
+    fn one_source_at_a_time() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = SqliteLog::open(&dir.path().join("log.db"), SyncMode::Full).expect("open");
+        let claim = log.claim_for_source().expect("first claim");
+        let other = SqliteLog::open(&dir.path().join("log.db"), SyncMode::Full).expect("open again");
+        let error = format!("{:#}", other.claim_for_source().expect_err("second claim"));
+        assert!(error.contains("in use by another falcon-lake source"), "{error}");
+        drop(claim);
+        other.claim_for_source().expect("free again");
     }
 }
