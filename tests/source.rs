@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use common::*;
 use falcon_lake::audit::SourceKey;
-use falcon_lake::falcon::{FalconClient, FalconConfig, FalconError, FalconMetrics};
+use falcon_lake::falcon::{FalconClient, FalconConfig, FalconError, FalconMetrics, StartPosition};
 use falcon_lake::pipeline::metrics::{MetricsSources, PipelineMetrics};
 use falcon_lake::pipeline::recovery::TopicCursors;
 use falcon_lake::pipeline::source::run_source;
@@ -250,4 +250,62 @@ fn an_unusable_log_is_named_at_start() {
     );
     assert!(error.contains(&directory.display().to_string()), "{error}");
     assert!(error.contains("is a directory"), "{error}");
+}
+
+/// Issue 9 §4: `start: earliest` and an explicit offset append only what the
+/// topic does not hold yet. A source started at an offset, then restarted at
+/// `earliest`, backfills the older events once; a later start at an offset
+/// inside what is held appends only new events.
+#[tokio::test]
+async fn earliest_and_offsets_skip_what_the_topic_holds() {
+    let mut config = falcon_emulator_config();
+    config.events = 300;
+    let (emulator, control) = start_falcon(config).await;
+    let log = event_offsets(&control, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = open(dir.path(), "log.db");
+    let (raw, dlq) = (
+        sqlite.topic("raw").expect("topic"),
+        sqlite.topic("raw-dlq").expect("topic"),
+    );
+
+    let mut from_offset = client_config(emulator.url());
+    from_offset.start = StartPosition::Offset(log[100]);
+    let source = RunningSource::start(from_offset, raw.clone(), dlq.clone());
+    wait_for("the events from the offset", async || raw_keys(&raw).await.len() >= 200).await;
+    source.stop().await.expect("clean stop");
+    assert_eq!(raw_keys(&raw).await[0].1, log[100]);
+
+    let mut earliest = client_config(emulator.url());
+    earliest.start = StartPosition::Earliest;
+    let source = RunningSource::start(earliest, raw.clone(), dlq.clone());
+    wait_for("the backfill", async || {
+        raw_keys(&raw).await.iter().any(|(_, offset)| *offset == log[0])
+    })
+    .await;
+    control.post("_emulator/events/generate?count=50", "").await;
+    let newest = *event_offsets(&control, 0).await.last().expect("events");
+    wait_for("the new events", async || {
+        raw_keys(&raw).await.iter().any(|(_, offset)| *offset == newest)
+    })
+    .await;
+    let skipped = source
+        .falcon
+        .already_in_topic
+        .load(std::sync::atomic::Ordering::Relaxed);
+    source.stop().await.expect("clean stop");
+    assert_each_event_once(&control, &raw, 0).await;
+    assert!(skipped >= 200, "{skipped} held events skipped");
+
+    let mut inside = client_config(emulator.url());
+    inside.start = StartPosition::Offset(log[50]);
+    let source = RunningSource::start(inside, raw.clone(), dlq);
+    control.post("_emulator/events/generate?count=10", "").await;
+    let newest = *event_offsets(&control, 0).await.last().expect("events");
+    wait_for("the newest events", async || {
+        raw_keys(&raw).await.iter().any(|(_, offset)| *offset == newest)
+    })
+    .await;
+    source.stop().await.expect("clean stop");
+    assert_each_event_once(&control, &raw, 0).await;
 }

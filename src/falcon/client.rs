@@ -22,7 +22,7 @@ use crate::falcon::auth::{Auth, AuthSettings};
 use crate::falcon::config::{FalconConfig, StartPosition};
 use crate::falcon::discovery::{discover, DiscoveryRequest, StreamResource};
 use crate::falcon::error::FalconError;
-use crate::falcon::feed::{read_feed, FeedContext, FeedEnd, FeedItem, FeedSettings, FeedStart};
+use crate::falcon::feed::{read_feed, FeedContext, FeedEnd, FeedItem, FeedSettings, FeedStart, HeldRuns};
 use crate::falcon::metrics::FalconMetrics;
 use crate::falcon::refresh::{refresh_loop, RefreshEnd};
 
@@ -36,7 +36,7 @@ const QUICK_RECONNECT: Duration = Duration::from_millis(100);
 pub const APP_ID_SLOTS: usize = 16;
 /// How long a held configured appId is waited for at start-up before moving
 /// on to a derived one (a just-stopped session of our own may be released).
-const APP_ID_PATIENCE: Duration = Duration::from_secs(10);
+const APP_ID_PATIENCE: Duration = Duration::from_secs(3);
 /// Wait between discoveries while moving through held appIds.
 const APP_ID_STEP: Duration = Duration::from_millis(500);
 
@@ -45,6 +45,12 @@ const APP_ID_STEP: Duration = Duration::from_millis(500);
 pub trait CursorStore: Send + Sync {
     /// The last offset durably written for `partition`, if any.
     fn last_written(&self, partition: u32) -> Pin<Box<dyn Future<Output = anyhow::Result<Option<u64>>> + Send + '_>>;
+
+    /// The offset ranges of `partition` already written (inclusive), which a
+    /// start at `earliest` or at an offset skips. The default knows none.
+    fn held_runs(&self, _partition: u32) -> Pin<Box<dyn Future<Output = anyhow::Result<HeldRuns>> + Send + '_>> {
+        Box::pin(async { Ok(HeldRuns::default()) })
+    }
 }
 
 /// A [`CursorStore`] that knows nothing: every partition starts per `start`.
@@ -66,6 +72,7 @@ pub struct FalconClient {
     auth: Arc<Auth>,
     metrics: Arc<FalconMetrics>,
     cursors: Mutex<HashMap<u32, Option<u64>>>,
+    held: Mutex<HashMap<u32, Arc<HeldRuns>>>,
     app_ids: Mutex<AppIds>,
 }
 
@@ -186,6 +193,7 @@ impl FalconClient {
             auth,
             metrics,
             cursors: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
             app_ids,
         })
     }
@@ -411,11 +419,43 @@ impl FalconClient {
                 }
                 None => FeedStart::Oldest,
             },
-            StartPosition::Earliest => FeedStart::Oldest,
+            StartPosition::Earliest => self.skipping_held(partition, 0, store).await?,
             StartPosition::Latest => FeedStart::Latest,
-            StartPosition::Offset(offset) => FeedStart::Offset(offset),
+            StartPosition::Offset(offset) => self.skipping_held(partition, offset, store).await?,
         };
         Ok(start)
+    }
+
+    /// A start at `offset` (0: the oldest retained event) that appends only
+    /// what the topic does not hold: it starts after a held range it falls in,
+    /// and the feed skips the held ranges after it.
+    async fn skipping_held(&self, partition: u32, offset: u64, store: &dyn CursorStore) -> anyhow::Result<FeedStart> {
+        let held = store.held_runs(partition).await?;
+        let from = held.first_not_held(offset);
+        if !held.is_empty() {
+            tracing::info!(
+                partition,
+                requested = offset,
+                from,
+                "starting where the topic's events end; events the topic already holds are skipped"
+            );
+        }
+        if let Ok(mut map) = self.held.lock() {
+            map.insert(partition, Arc::new(held));
+        }
+        Ok(if from == 0 {
+            FeedStart::Oldest
+        } else {
+            FeedStart::Offset(from)
+        })
+    }
+
+    fn held_of(&self, partition: u32) -> Arc<HeldRuns> {
+        self.held
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&partition).cloned())
+            .unwrap_or_default()
     }
 
     fn cursor(&self, partition: u32) -> Option<Option<u64>> {
@@ -453,9 +493,10 @@ impl FalconClient {
         for (resource, start) in resources.into_iter().zip(starts) {
             let resource = Arc::new(resource);
             let mut last = self.cursor(resource.partition).flatten();
+            let held = self.held_of(resource.partition);
             let (ctx, feed_resource, feed_stop) = (ctx.clone(), resource.clone(), stop.clone());
             tasks.spawn(async move {
-                let end = read_feed(&ctx, &feed_resource, start, &mut last, &feed_stop).await;
+                let end = read_feed(&ctx, &feed_resource, start, &held, &mut last, &feed_stop).await;
                 (TaskEnd::Feed(feed_resource.partition, end), last)
             });
             let (api, auth, metrics, refresh_stop) =

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use tokio::sync::Mutex;
 
 use crate::audit::SourceKey;
-use crate::falcon::CursorStore;
+use crate::falcon::{CursorStore, HeldRuns};
 use crate::topic::{PartitionBounds, TopicInspect};
 
 /// First window scanned back from the end of each topic partition.
@@ -31,6 +31,7 @@ const MAX_WINDOW: u64 = 65_536;
 pub struct TopicCursors<T> {
     topic: T,
     scans: Mutex<Option<Vec<PartitionScan>>>,
+    runs: Mutex<Option<HashMap<u32, Vec<(u64, u64)>>>>,
 }
 
 /// How far back one topic partition has been read, and what was found there.
@@ -101,6 +102,7 @@ impl<T: TopicInspect> TopicCursors<T> {
         Self {
             topic,
             scans: Mutex::new(None),
+            runs: Mutex::new(None),
         }
     }
 
@@ -122,6 +124,56 @@ impl<T: TopicInspect> TopicCursors<T> {
         Ok(None)
     }
 
+    /// What the topic holds of `falcon_partition`, as ranges of offsets written
+    /// in one go (a feed appends every event it serves, in order, so a run
+    /// from `first` to `last` means the topic holds all Falcon served between).
+    /// A run ends where offsets go back (a start at `earliest` or an offset
+    /// appended older events after newer ones). This reads every key of the
+    /// topic once (only when a start position asks for it), keeping only the
+    /// runs.
+    async fn held(&self, falcon_partition: u32) -> anyhow::Result<HeldRuns> {
+        let mut guard = self.runs.lock().await;
+        if guard.is_none() {
+            let began = std::time::Instant::now();
+            let mut runs: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+            let mut keys = 0u64;
+            for bounds in self.topic.bounds().await? {
+                // Runs never span topic partitions: each is scanned on its own.
+                let mut current: HashMap<u32, (u64, u64)> = HashMap::new();
+                let mut visit = |_offset: u64, key: Option<&[u8]>| {
+                    keys += 1;
+                    let Some(key) = key.and_then(|k| SourceKey::decode(k).ok()) else {
+                        return;
+                    };
+                    match current.get_mut(&key.partition) {
+                        Some(run) if key.offset > run.1 => run.1 = key.offset,
+                        Some(run) => {
+                            runs.entry(key.partition).or_default().push(*run);
+                            *run = (key.offset, key.offset);
+                        }
+                        None => {
+                            current.insert(key.partition, (key.offset, key.offset));
+                        }
+                    }
+                };
+                self.topic
+                    .scan_keys(bounds.partition, bounds.first, bounds.next, &mut visit)
+                    .await?;
+                for (partition, run) in current {
+                    runs.entry(partition).or_default().push(run);
+                }
+            }
+            tracing::info!(
+                keys,
+                elapsed_ms = began.elapsed().as_millis() as u64,
+                "read the topic's keys to skip what it already holds"
+            );
+            *guard = Some(runs);
+        }
+        let runs = guard.as_ref().and_then(|r| r.get(&falcon_partition)).cloned();
+        Ok(HeldRuns::new(runs.unwrap_or_default()))
+    }
+
     /// Keys read so far over every topic partition (what recovery has cost).
     pub async fn keys_read(&self) -> u64 {
         self.scans.lock().await.iter().flatten().map(|s| s.keys_read).sum()
@@ -129,6 +181,10 @@ impl<T: TopicInspect> TopicCursors<T> {
 }
 
 impl<T: TopicInspect> CursorStore for TopicCursors<T> {
+    fn held_runs(&self, partition: u32) -> Pin<Box<dyn Future<Output = anyhow::Result<HeldRuns>> + Send + '_>> {
+        Box::pin(self.held(partition))
+    }
+
     fn last_written(&self, partition: u32) -> Pin<Box<dyn Future<Output = anyhow::Result<Option<u64>>> + Send + '_>> {
         Box::pin(async move {
             let began = std::time::Instant::now();
