@@ -31,8 +31,11 @@ const MAX_WINDOW: u64 = 65_536;
 pub struct TopicCursors<T> {
     topic: T,
     scans: Mutex<Option<Vec<PartitionScan>>>,
-    runs: Mutex<Option<HashMap<u32, Vec<(u64, u64)>>>>,
+    runs: Mutex<Option<RunsByPartition>>,
 }
+
+/// Falcon partition → the offset ranges the topic holds of it.
+type RunsByPartition = HashMap<u32, Vec<(u64, u64)>>;
 
 /// How far back one topic partition has been read, and what was found there.
 #[derive(Debug)]
@@ -135,7 +138,7 @@ impl<T: TopicInspect> TopicCursors<T> {
         let mut guard = self.runs.lock().await;
         if guard.is_none() {
             let began = std::time::Instant::now();
-            let mut runs: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+            let mut runs = RunsByPartition::new();
             let mut keys = 0u64;
             for bounds in self.topic.bounds().await? {
                 // Runs never span topic partitions: each is scanned on its own.
