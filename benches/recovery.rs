@@ -66,6 +66,8 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or("?");
     let expected = format!("{}/none", FIRST_OFFSET + records - 1);
     anyhow::ensure!(found == expected, "recovered {found}, expected {expected}");
+    let held_ms: f64 = field(&report, "held_ms")?;
+    let hwm_held_kib: f64 = field(&report, "vmhwm_after_held_kib")?;
     let maxrss_kib = children_maxrss_kib();
     let peak_mib = hwm_kib / 1024.0;
     println!(
@@ -81,6 +83,10 @@ fn main() -> anyhow::Result<()> {
         "recovery: {recovery_ms:.0} ms for both partitions ({:.0} keys/s); child process {:.2?} in all",
         keys as f64 / (recovery_ms / 1000.0).max(1e-9),
         elapsed
+    );
+    println!(
+        "recovery: `start: earliest` reads the held ranges in {held_ms:.0} ms more; peak RSS then {:.1} MiB",
+        hwm_held_kib / 1024.0
     );
     Ok(())
 }
@@ -121,12 +127,19 @@ fn child(path: &Path) -> anyhow::Result<()> {
         let present = cursors.last_written(0).await?;
         let absent = cursors.last_written(1).await?;
         let recovery_ms = began.elapsed().as_secs_f64() * 1000.0;
+        let keys_read = cursors.keys_read().await;
+        let hwm_recovery = own_hwm_kib()?;
+        // What `start: earliest` adds: every key once, for the held ranges.
+        let began = Instant::now();
+        let held = cursors.held_runs(0).await?;
+        let held_ms = began.elapsed().as_secs_f64() * 1000.0;
+        anyhow::ensure!(held.contains(FIRST_OFFSET) && !held.is_empty(), "held runs not found");
         let show = |o: Option<u64>| o.map_or("none".to_string(), |o| o.to_string());
         println!(
-            "found={}/{} keys_read={} recovery_ms={recovery_ms:.1} vmhwm_kib={}",
+            "found={}/{} keys_read={keys_read} recovery_ms={recovery_ms:.1} vmhwm_kib={hwm_recovery} held_ms={held_ms:.1} \
+             vmhwm_after_held_kib={}",
             show(present),
             show(absent),
-            cursors.keys_read().await,
             own_hwm_kib()?
         );
         anyhow::Ok(())
