@@ -158,8 +158,9 @@ impl SqliteLog {
                  ts INTEGER NOT NULL,
                  key BLOB,
                  value BLOB NOT NULL);
-             CREATE INDEX IF NOT EXISTS \"ts_{}\" ON {table}(ts);",
-            name.replace('-', "_")
+             CREATE INDEX IF NOT EXISTS \"ts_{n}\" ON {table}(ts);
+             CREATE INDEX IF NOT EXISTS \"keys_{n}\" ON {table}(offset, key);",
+            n = name.replace('-', "_")
         ))
         .with_context(|| format!("creating topic {name}"))?;
         conn.execute(
@@ -170,6 +171,7 @@ impl SqliteLog {
         Ok(SqliteTopic {
             log: self.clone(),
             name: name.to_string(),
+            keys_index: format!("\"keys_{}\"", name.replace('-', "_")),
             table,
         })
     }
@@ -232,6 +234,10 @@ pub struct SqliteTopic {
     log: SqliteLog,
     name: String,
     table: String,
+    /// Offsets and keys alone: what cursor recovery reads, without touching
+    /// the values (a key scan of 2,000,000 records then reads ~60 MB, not the
+    /// whole log).
+    keys_index: String,
 }
 
 /// What a retention pass did.
@@ -478,8 +484,9 @@ impl TopicInspect for SqliteTopic {
         }
         let mut start = from;
         while start < to {
-            let (inner, table) = (self.log.inner.clone(), self.table.clone());
-            let keys = blocking(move || select_keys(&lock(&inner.read), &table, start, to, KEYS_AT_A_TIME)).await?;
+            let (inner, table, index) = (self.log.inner.clone(), self.table.clone(), self.keys_index.clone());
+            let keys =
+                blocking(move || select_keys(&lock(&inner.read), &table, &index, start, to, KEYS_AT_A_TIME)).await?;
             let Some(last) = keys.last().map(|(offset, _)| *offset) else {
                 return Ok(());
             };
@@ -495,9 +502,18 @@ impl TopicInspect for SqliteTopic {
 /// Keys read per query of a key scan: about 30 bytes each.
 const KEYS_AT_A_TIME: usize = 10_000;
 
-fn select_keys(conn: &Connection, table: &str, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Option<Vec<u8>>)>> {
+fn select_keys(
+    conn: &Connection,
+    table: &str,
+    index: &str,
+    from: u64,
+    to: u64,
+    max: usize,
+) -> Result<Vec<(u64, Option<Vec<u8>>)>> {
+    // INDEXED BY: the planner would otherwise walk the table by rowid and read
+    // every value's page.
     let mut query = conn.prepare_cached(&format!(
-        "SELECT offset, key FROM {table} WHERE offset >= ?1 AND offset < ?2 ORDER BY offset LIMIT ?3"
+        "SELECT offset, key FROM {table} INDEXED BY {index} WHERE offset >= ?1 AND offset < ?2 ORDER BY offset LIMIT ?3"
     ))?;
     let rows = query.query_map(
         params![from as i64, to.min(i64::MAX as u64) as i64, max as i64],
