@@ -38,3 +38,4 @@ bench: wasm
 	cargo bench --bench smartmodule
 	cargo bench --bench publisher
 	cargo bench --bench pipeline
+	cargo bench --bench recovery
