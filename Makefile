@@ -39,3 +39,4 @@ bench: wasm
 	cargo bench --bench smartmodule
 	cargo bench --bench publisher
 	cargo bench --bench pipeline
+	cargo bench --bench recovery

@@ -198,7 +198,9 @@ impl FalconConfig {
         }
     }
 
-    /// The API base URL: `base_url`, else the configured cloud's, else us-1's.
+    /// The API base URL: `base_url` (which overrides `cloud`, as a proxy or a
+    /// private endpoint in front of a cloud needs), else the configured cloud's,
+    /// else us-1's.
     pub fn api_base(&self) -> Url {
         self.base_url
             .clone()
@@ -230,9 +232,6 @@ impl FalconConfig {
             );
         }
         crate::net::check_transport(&self.api_base(), self.allow_insecure_http, "falcon.base_url")?;
-        if self.base_url.is_some() && self.cloud.is_some() {
-            bail!("falcon.base_url and falcon.cloud are both set; keep one");
-        }
         if self.idle_timeout < Duration::from_secs(1) {
             bail!("falcon.idle_timeout must be at least 1s");
         }
@@ -279,6 +278,15 @@ mod tests {
         assert_eq!(c.start_for(1), StartPosition::Earliest);
         assert_eq!(c.start_for(2), StartPosition::Offset(7));
         assert_eq!(c.start_for(9), StartPosition::Latest);
+    }
+
+    #[test]
+    fn base_url_overrides_cloud() {
+        let c = parse("client_id: a\nclient_secret: s\ncloud: eu-1\nbase_url: https://proxy.example.net/falcon/\n")
+            .expect("both keys are accepted together");
+        assert_eq!(c.api_base().as_str(), "https://proxy.example.net/falcon/");
+        let c = parse("client_id: a\nclient_secret: s\ncloud: eu-1\n").expect("valid");
+        assert_eq!(c.api_base().as_str(), "https://api.eu-1.crowdstrike.com/");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::pipeline::metrics::{serve_configured, MetricsSources, PipelineMetrics
 use crate::pipeline::recovery::TopicCursors;
 use crate::pipeline::sink::{run_sink, SinkEnd, SinkParts};
 use crate::pipeline::source::run_source;
-use crate::topic::sqlite::{SqliteLog, SqliteTopic};
+use crate::topic::sqlite::{SourceClaim, SqliteLog, SqliteTopic};
 use crate::transform::{load_chain, TransformChain};
 
 /// How often retention runs.
@@ -33,6 +33,7 @@ pub struct EmbeddedPipeline {
     chain: TransformChain,
     publisher: Publisher,
     metrics: MetricsSources,
+    _claim: SourceClaim,
 }
 
 impl std::fmt::Debug for EmbeddedPipeline {
@@ -47,6 +48,7 @@ impl EmbeddedPipeline {
     /// Builds the pipeline; `credentials` override the AWS default chain.
     pub async fn build(config: EmbeddedConfig, credentials: Option<Credentials>) -> Result<Self> {
         let log = SqliteLog::open(&config.storage_path(), config.storage.sync)?;
+        let claim = log.claim_for_source()?;
         let raw = log.topic(config.topic())?;
         let dead_letters = log.topic(&config.dead_letter_topic())?;
         let status = log.topic(&crate::ops::topics::status_topic(config.topic()))?;
@@ -69,6 +71,7 @@ impl EmbeddedPipeline {
             chain,
             publisher,
             metrics,
+            _claim: claim,
         })
     }
 

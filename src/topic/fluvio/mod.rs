@@ -357,6 +357,33 @@ impl TopicInspect for FluvioTopic {
             }
         }
     }
+
+    /// One stream over the whole range; each small batch's values are dropped
+    /// as soon as its keys are visited.
+    async fn scan_keys(
+        &self,
+        partition: u32,
+        from: u64,
+        to: u64,
+        visit: &mut (dyn FnMut(u64, Option<&[u8]>) + Send),
+    ) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let mut reader = self.backend.range_reader(&self.name, partition, from, Some(to)).await?;
+        loop {
+            let batch = reader.next_batch(256, Duration::from_secs(5)).await?;
+            let Some(last) = batch.last().map(|r| r.offset) else {
+                return Ok(());
+            };
+            for record in &batch {
+                visit(record.offset, record.key.as_deref());
+            }
+            if last + 1 >= to {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Bounds of every partition of `topic`, from the cluster's partition status.

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::Server;
-pub use config::{ControlFault, FalconEmulatorConfig, FaultRates, RegionMode};
+pub use config::{ControlFault, FalconEmulatorConfig, FaultRates, RegionMode, SessionLinger};
 pub use generator::{Generator, Mix};
 pub use state::EmulatorState;
 
