@@ -34,6 +34,7 @@ build-bin:
 test: setup tools fmt deps-check
 	$(MAKE) --no-print-directory -j2 build-test
 	$(CLIPPY) cargo test --workspace --tests
+	sh deploy/systemd/verify.sh target/debug/falcon-lake
 	cd $(SM_DIR) && $(CLIPPY) cargo test
 
 build-test: wasm build-tests build-sm-tests lint-faults
@@ -93,3 +94,4 @@ bench: wasm
 	cargo bench --bench smartmodule
 	cargo bench --bench publisher
 	cargo bench --bench pipeline
+	cargo bench --bench recovery

@@ -42,7 +42,7 @@ pub struct PipelineMetrics {
 /// State of the stages, for `/health`.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Health {
-    /// `starting`, `running`, `stopped` or `failed: …`, per stage.
+    /// `starting`, `running`, `paused: …`, `stopped` or `failed: …`, per stage.
     pub stages: std::collections::BTreeMap<String, String>,
 }
 
@@ -251,13 +251,16 @@ async fn metrics(State(sources): State<Arc<MetricsSources>>) -> impl IntoRespons
 async fn health(State(sources): State<Arc<MetricsSources>>) -> impl IntoResponse {
     let health = sources.pipeline.health();
     let failed = health.stages.values().any(|s| s.starts_with("failed"));
-    let status = if failed {
+    // A paused stage (e.g. the source on a full disk) loses nothing but does
+    // not move either: unhealthy until it goes on.
+    let paused = health.stages.values().any(|s| s.starts_with("paused"));
+    let status = if failed || paused {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
     let body = serde_json::json!({
-        "status": if failed { "failed" } else { "ok" },
+        "status": if failed { "failed" } else if paused { "paused" } else { "ok" },
         "stages": health.stages,
         "consumer_lag": sources.pipeline.consumer_lag.get(),
     });
