@@ -148,7 +148,7 @@ pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
     let sources = MetricsSources {
         pipeline: Arc::new(PipelineMetrics::default()),
         falcon: None,
-        cloudtrail: Some(cloudtrail_metrics),
+        cloudtrail: Some(cloudtrail_metrics.clone()),
     };
     let _server = serve_configured(&config.metrics, &sources).await?;
     let reader = backend
@@ -163,6 +163,12 @@ pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
     let committer = backend.committer(&topic, &consumer);
     let inspect = backend.topic(&topic);
     let dead_letters = backend.writer(&dead_letter, &ProducerSettings::default()).await?;
+    let status_topic = crate::ops::topics::status_topic(&topic);
+    backend
+        .ensure_topic(&TopicDefinition::Name(status_topic.clone()))
+        .await?;
+    let status_writer = backend.writer(&status_topic, &ProducerSettings::default()).await?;
+    let status_inspect = backend.topic(&status_topic);
     let cancel = CancellationToken::new();
     shutdown::install(cancel.clone());
     tracing::info!(topic = %topic, consumer = %consumer, "monitoring started");
@@ -173,7 +179,13 @@ pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
         inspect: Some(&inspect),
         topic,
     };
-    run_sink(parts, chain, publisher, &config.sink, &sources.pipeline, false, cancel).await?;
+    let status_log = crate::ops::status_log::StatusLog {
+        writer: &status_writer,
+        inspect: &status_inspect,
+        instance: config.file.meta.name.clone(),
+    };
+    let sink = run_sink(parts, chain, publisher, &config.sink, &sources.pipeline, false, cancel);
+    crate::ops::status_log::recorded(status_log, || cloudtrail_metrics.delivered.get(), sink).await?;
     Ok(())
 }
 

@@ -64,6 +64,15 @@ pub struct CloudTrailConfig {
     /// Topic for events CloudTrail rejects (the sink's dead-letter output).
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// Proxy for the AWS endpoint (`http://host:port`, or `none`); default `HTTPS_PROXY`.
+    #[serde(default)]
+    pub proxy: Option<crate::net::ProxyChoice>,
+    /// Hosts reached without the proxy (`NO_PROXY` syntax); default `NO_PROXY`.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    /// PEM certificates trusted besides the system's roots (a private endpoint's CA).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_batch_events() -> usize {
@@ -115,6 +124,19 @@ impl CloudTrailConfig {
             retry_max_backoff: default_retry_max(),
             max_retries: None,
             dead_letter_topic: None,
+            proxy: None,
+            no_proxy: None,
+            ca_file: None,
+        }
+    }
+
+    /// The section's network settings (proxy, CA file).
+    pub fn network(&self) -> crate::net::NetworkSettings {
+        crate::net::NetworkSettings {
+            proxy: self.proxy.clone(),
+            no_proxy: self.no_proxy.clone(),
+            ca_file: self.ca_file.clone(),
+            section: "cloudtrail",
         }
     }
 

@@ -51,7 +51,8 @@ impl CloudTrailService {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(config.signing_region()?))
             .retry_config(RetryConfig::disabled())
-            .timeout_config(timeouts);
+            .timeout_config(timeouts)
+            .http_client(crate::net::aws::http_client(&config.network())?);
         if let Some(profile) = &config.profile {
             loader = loader.profile_name(profile);
         }

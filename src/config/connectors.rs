@@ -49,10 +49,11 @@ pub fn dead_letter_topic(configured: Option<&String>, topic: &str) -> String {
 /// The sink's side of a config (sink connector or embedded): `cloudtrail`,
 /// `sink` and a non-empty `transforms`, each checked.
 pub fn sink_sections(file: &ConnectorFile) -> Result<(CloudTrailConfig, SinkConfig)> {
-    let cloudtrail = CloudTrailConfig::from_yaml(
+    let mut cloudtrail = CloudTrailConfig::from_yaml(
         file.section("cloudtrail")
             .context("the `cloudtrail` section is missing")?,
     )?;
+    crate::net::NetworkSettings::resolve_paths(&mut cloudtrail.ca_file, &file.base_dir());
     let sink: SinkConfig = file.optional("sink")?;
     sink.validate()?;
     file.meta.consumer_start()?;
@@ -83,7 +84,8 @@ impl SourceConnectorConfig {
 
     fn from_file(file: ConnectorFile) -> Result<Self> {
         expect_direction(&file.meta, true)?;
-        let falcon = FalconConfig::from_yaml(file.section("falcon").context("the `falcon` section is missing")?)?;
+        let mut falcon = FalconConfig::from_yaml(file.section("falcon").context("the `falcon` section is missing")?)?;
+        crate::net::NetworkSettings::resolve_paths(&mut falcon.ca_file, &file.base_dir());
         Ok(Self {
             metrics: file.optional("metrics")?,
             falcon,

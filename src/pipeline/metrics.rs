@@ -45,17 +45,21 @@ pub struct PipelineMetrics {
 /// State of the stages and of the sink's partitions, for `/health`.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Health {
-    /// `starting`, `running`, `stopped` or `failed: …`, per stage.
+    /// `starting`, `running`, `paused: …`, `stopped` or `failed: …`, per stage.
     pub stages: BTreeMap<String, String>,
     /// Lag and stall state of each topic partition the sink reads.
     pub partitions: BTreeMap<u32, PartitionHealth>,
 }
 
 impl Health {
-    /// `failed` (a stage failed), `stalled` (a partition is not being read), or `ok`.
+    /// `failed` (a stage failed), `paused` (a stage waits, e.g. the source on a
+    /// full disk: nothing lost, nothing moving), `stalled` (a partition is not
+    /// being read), or `ok`.
     pub fn status(&self) -> &'static str {
         if self.stages.values().any(|s| s.starts_with("failed")) {
             "failed"
+        } else if self.stages.values().any(|s| s.starts_with("paused")) {
+            "paused"
         } else if self.partitions.values().any(|p| p.stalled) {
             "stalled"
         } else {

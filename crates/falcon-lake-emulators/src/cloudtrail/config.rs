@@ -11,6 +11,9 @@ pub struct CloudTrailEmulatorConfig {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// HTTPS instead of HTTP (`--tls-cert`, `--tls-key`).
+    #[command(flatten)]
+    pub tls: crate::TlsArgs,
     /// A channel to serve (repeatable); its owner is the ARN's account.
     #[arg(long = "channel-arn")]
     pub channel_arns: Vec<String>,
@@ -73,6 +76,7 @@ impl CloudTrailEmulatorConfig {
     ) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: crate::TlsArgs::default(),
             channel_arns: vec![channel_arn.into()],
             channels_file: None,
             external_id: None,
