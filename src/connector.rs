@@ -159,7 +159,7 @@ pub async fn run_sink_connector(args: ConnectorArgs, section: &str) -> Result<()
     let sources = MetricsSources {
         pipeline: Arc::new(PipelineMetrics::default()),
         falcon: None,
-        publisher: Some(publish_metrics),
+        publisher: Some(publish_metrics.clone()),
     };
     let _server = serve_configured(&config.metrics, &sources).await?;
     let reader = backend
@@ -174,6 +174,12 @@ pub async fn run_sink_connector(args: ConnectorArgs, section: &str) -> Result<()
     let committer = backend.committer(&topic, &consumer);
     let inspect = backend.topic(&topic);
     let dead_letters = backend.writer(&dead_letter, &ProducerSettings::default()).await?;
+    let status_topic = crate::ops::topics::status_topic(&topic);
+    backend
+        .ensure_topic(&TopicDefinition::Name(status_topic.clone()))
+        .await?;
+    let status_writer = backend.writer(&status_topic, &ProducerSettings::default()).await?;
+    let status_inspect = backend.topic(&status_topic);
     let cancel = CancellationToken::new();
     shutdown::install(cancel.clone());
     tracing::info!(topic = %topic, consumer = %consumer, "monitoring started");
@@ -184,7 +190,13 @@ pub async fn run_sink_connector(args: ConnectorArgs, section: &str) -> Result<()
         inspect: Some(&inspect),
         topic,
     };
-    run_sink(parts, chain, publisher, &config.sink, &sources.pipeline, false, cancel).await?;
+    let status_log = crate::ops::status_log::StatusLog {
+        writer: &status_writer,
+        inspect: &status_inspect,
+        instance: config.file.meta.name.clone(),
+    };
+    let sink = run_sink(parts, chain, publisher, &config.sink, &sources.pipeline, false, cancel);
+    crate::ops::status_log::recorded(status_log, || publish_metrics.delivered.get(), sink).await?;
     Ok(())
 }
 

@@ -29,10 +29,13 @@ impl CloudTrailService {
     /// configured profile) unless `credentials` is given.
     pub async fn new(config: &CloudTrailConfig, credentials: Option<Credentials>) -> Result<Self> {
         config.validate()?;
-        let settings = config
-            .aws
-            .client_settings(Some(config.signing_region()?), ENDPOINT_ENV, &config.publish)?;
-        let sdk_config = sdk_config(&settings, credentials).await;
+        let settings = config.aws.client_settings(
+            "cloudtrail",
+            Some(config.signing_region()?),
+            ENDPOINT_ENV,
+            &config.publish,
+        )?;
+        let sdk_config = sdk_config(&settings, credentials).await?;
         Ok(Self {
             client: aws_sdk_cloudtraildata::Client::new(&sdk_config),
             channel: config.channel()?,

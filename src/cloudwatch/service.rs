@@ -53,10 +53,11 @@ impl CloudWatchService {
     /// configured profile) unless `credentials` is given.
     pub async fn new(config: &CloudWatchConfig, credentials: Option<Credentials>) -> Result<Self> {
         config.validate()?;
-        let settings = config
-            .aws
-            .client_settings(config.aws.region.clone(), ENDPOINT_ENV, &config.publish)?;
-        let sdk_config = sdk_config(&settings, credentials).await;
+        let settings =
+            config
+                .aws
+                .client_settings("cloudwatch", config.aws.region.clone(), ENDPOINT_ENV, &config.publish)?;
+        let sdk_config = sdk_config(&settings, credentials).await?;
         let Some(region) = sdk_config.region().map(|r| r.to_string()) else {
             bail!("cloudwatch.region is not set and no region comes from the environment (AWS_REGION) or the profile");
         };

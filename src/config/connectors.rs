@@ -51,6 +51,8 @@ pub fn dead_letter_topic(configured: Option<&String>, topic: &str) -> String {
 /// (`cloudtrail` or `cloudwatch`), `sink` and a non-empty `transforms`, each checked.
 pub fn sink_sections(file: &ConnectorFile) -> Result<(DestinationConfig, SinkConfig)> {
     let destination = DestinationConfig::from_file(file)?;
+    let mut destination = destination;
+    crate::net::NetworkSettings::resolve_paths(&mut destination.aws_mut().ca_file, &file.base_dir());
     let sink: SinkConfig = file.optional("sink")?;
     sink.validate()?;
     file.meta.consumer_start()?;
@@ -81,7 +83,8 @@ impl SourceConnectorConfig {
 
     fn from_file(file: ConnectorFile) -> Result<Self> {
         expect_direction(&file.meta, true)?;
-        let falcon = FalconConfig::from_yaml(file.section("falcon").context("the `falcon` section is missing")?)?;
+        let mut falcon = FalconConfig::from_yaml(file.section("falcon").context("the `falcon` section is missing")?)?;
+        crate::net::NetworkSettings::resolve_paths(&mut falcon.ca_file, &file.base_dir());
         Ok(Self {
             metrics: file.optional("metrics")?,
             falcon,

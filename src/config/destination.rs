@@ -52,6 +52,22 @@ impl DestinationConfig {
         }
     }
 
+    /// The CloudTrail section, when that is the destination.
+    pub fn cloudtrail(&self) -> Option<&CloudTrailConfig> {
+        match self {
+            Self::CloudTrail(c) => Some(c),
+            Self::CloudWatch(_) => None,
+        }
+    }
+
+    /// How the destination's service is reached.
+    pub fn aws_mut(&mut self) -> &mut crate::publish::aws::AwsConnection {
+        match self {
+            Self::CloudTrail(c) => &mut c.aws,
+            Self::CloudWatch(c) => &mut c.aws,
+        }
+    }
+
     /// The configured dead-letter topic, if any.
     pub fn dead_letter_topic(&self) -> Option<&String> {
         self.settings().dead_letter_topic.as_ref()

@@ -48,10 +48,11 @@ impl EmbeddedConfig {
 
     /// Validates an already loaded file.
     pub fn from_file(file: ConnectorFile) -> Result<Self> {
-        let falcon = FalconConfig::from_yaml(
+        let mut falcon = FalconConfig::from_yaml(
             file.section("falcon")
                 .ok_or_else(|| anyhow::anyhow!("the `falcon` section is missing"))?,
         )?;
+        crate::net::NetworkSettings::resolve_paths(&mut falcon.ca_file, &file.base_dir());
         let (destination, sink) = sink_sections(&file)?;
         let storage: StorageConfig = file.optional("storage")?;
         Ok(Self {

@@ -20,7 +20,15 @@ use crate::publish::settings::take_keys;
 use crate::publish::{PublishSettings, RequestFailure};
 
 /// The keys of a destination section that say how to reach the service.
-pub const CONNECTION_KEYS: [&str; 4] = ["region", "endpoint_url", "profile", "allow_insecure_http"];
+pub const CONNECTION_KEYS: [&str; 7] = [
+    "region",
+    "endpoint_url",
+    "profile",
+    "allow_insecure_http",
+    "proxy",
+    "no_proxy",
+    "ca_file",
+];
 
 /// How to reach an AWS service, as a destination section configures it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
@@ -38,6 +46,15 @@ pub struct AwsConnection {
     /// Permit plain http endpoints other than loopback.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// Proxy for the endpoint (`http://host:port`, or `none`); default `HTTPS_PROXY`.
+    #[serde(default)]
+    pub proxy: Option<crate::net::ProxyChoice>,
+    /// Hosts reached without the proxy (`NO_PROXY` syntax); default `NO_PROXY`.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    /// PEM certificates trusted besides the system's roots (a private endpoint's CA).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Reads a destination section: the publisher's keys (over `defaults`), the
@@ -69,16 +86,28 @@ impl AwsConnection {
         Ok(())
     }
 
+    /// The section's network settings (proxy, CA file).
+    pub fn network(&self, section: &'static str) -> crate::net::NetworkSettings {
+        crate::net::NetworkSettings {
+            proxy: self.proxy.clone(),
+            no_proxy: self.no_proxy.clone(),
+            ca_file: self.ca_file.clone(),
+            section,
+        }
+    }
+
     /// What [`sdk_config`] needs, signing for `region`; checks the endpoint the
     /// SDK would read from `endpoint_env` first.
     pub fn client_settings<'a>(
         &'a self,
+        section: &'static str,
         region: Option<String>,
         endpoint_env: &str,
         publish: &PublishSettings,
     ) -> Result<AwsClientSettings<'a>> {
         check_env_endpoint(endpoint_env, self.endpoint_url.is_some(), self.allow_insecure_http)?;
         Ok(AwsClientSettings {
+            network: self.network(section),
             region,
             endpoint_url: self.endpoint_url.as_ref(),
             profile: self.profile.as_deref(),
@@ -91,6 +120,8 @@ impl AwsConnection {
 /// How to reach one AWS service.
 #[derive(Debug, Clone)]
 pub struct AwsClientSettings<'a> {
+    /// Proxy and trusted CAs.
+    pub network: crate::net::NetworkSettings,
     /// Region requests are signed for; `None` leaves it to the default chain
     /// (`AWS_REGION`, the profile).
     pub region: Option<String>,
@@ -109,7 +140,7 @@ pub struct AwsClientSettings<'a> {
 /// retries are off: the publisher retries itself, without limit and within
 /// the rate limit, which the SDK's retry quota would not allow during long
 /// throttling.
-pub async fn sdk_config(settings: &AwsClientSettings<'_>, credentials: Option<Credentials>) -> SdkConfig {
+pub async fn sdk_config(settings: &AwsClientSettings<'_>, credentials: Option<Credentials>) -> Result<SdkConfig> {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(settings.connect_timeout)
         .operation_attempt_timeout(settings.request_timeout)
@@ -117,7 +148,8 @@ pub async fn sdk_config(settings: &AwsClientSettings<'_>, credentials: Option<Cr
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::disabled())
-        .timeout_config(timeouts);
+        .timeout_config(timeouts)
+        .http_client(crate::net::aws::http_client(&settings.network)?);
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
     }
@@ -130,7 +162,7 @@ pub async fn sdk_config(settings: &AwsClientSettings<'_>, credentials: Option<Cr
     if let Some(credentials) = credentials {
         loader = loader.credentials_provider(credentials);
     }
-    loader.load().await
+    Ok(loader.load().await)
 }
 
 /// The SDK reads `variable` (a service's endpoint) itself; hold it to the same

@@ -413,15 +413,35 @@ impl Harness {
         cloudtrail_extra: &str,
         extra: &str,
     ) -> Self {
+        let extra_cloudtrail = format!(
+            "  linger: 20ms\n  retry_initial_backoff: 20ms\n  retry_max_backoff: 300ms\n  request_timeout: 5s\n{cloudtrail_extra}"
+        );
+        Self::build(falcon, cloudtrail, "normal", &extra_cloudtrail, extra).await
+    }
+
+    /// The sink and the log at their defaults (`sync: full`, the default window
+    /// and publisher settings); only the Falcon client's back-offs are shortened.
+    pub async fn start_at_defaults(
+        falcon: FalconEmulatorConfig,
+        cloudtrail: falcon_lake::emulate::cloudtrail::CloudTrailEmulatorConfig,
+        extra: &str,
+    ) -> Self {
+        Self::build(falcon, cloudtrail, "full", "", extra).await
+    }
+
+    async fn build(
+        falcon: FalconEmulatorConfig,
+        cloudtrail: falcon_lake::emulate::cloudtrail::CloudTrailEmulatorConfig,
+        sync: &str,
+        extra_cloudtrail: &str,
+        extra: &str,
+    ) -> Self {
         let (falcon, falcon_control) = start_falcon(falcon).await;
         let (cloudtrail, cloudtrail_control) = start_cloudtrail(cloudtrail).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("config.yaml");
         let secrets = dir.path().join("secrets.txt");
         std::fs::write(&secrets, format!("FALCON_CLIENT_SECRET={CLIENT_SECRET}\n")).expect("secrets");
-        let extra_cloudtrail = format!(
-            "  linger: 20ms\n  retry_initial_backoff: 20ms\n  retry_max_backoff: 300ms\n  request_timeout: 5s\n{cloudtrail_extra}"
-        );
         let wasm = module_wasm();
         let text = EmulatedConfig {
             name: "e2e",
@@ -431,9 +451,9 @@ impl Harness {
             channel_arn: CHANNEL_ARN,
             wasm: &wasm,
             db: std::path::Path::new("log.db"),
-            sync: "normal",
+            sync,
             extra_falcon: "  idle_timeout: 5s\n  reconnect_backoff_max: 500ms\n  discovery_backoff_max: 500ms\n",
-            extra_cloudtrail: &extra_cloudtrail,
+            extra_cloudtrail,
             extra,
         }
         .yaml();

@@ -24,7 +24,9 @@ use fluvio::{Compression, Fluvio, FluvioClusterConfig, RecordKey, TopicProducerC
 use serde::Deserialize;
 
 use crate::config::units;
-use crate::topic::{NewRecord, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord, TopicWriter};
+use crate::topic::{
+    ConsumerPosition, NewRecord, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord, TopicWriter,
+};
 use crate::transform::ModuleRegistry;
 
 /// A consumer stream of one partition.
@@ -231,19 +233,42 @@ impl FluvioBackend {
         }
     }
 
-    /// The stored offsets of `consumer` on `topic`, by partition.
-    pub async fn committed(&self, topic: &str, consumer: &str) -> Result<HashMap<u32, u64>> {
+    /// Every consumer's stored offset on `topic`.
+    pub async fn consumers(&self, topic: &str) -> Result<Vec<ConsumerPosition>> {
         let offsets = self
             .fluvio
             .consumer_offsets()
             .await
             .context("listing consumer offsets")?;
-        Ok(offsets
+        let mut positions: Vec<ConsumerPosition> = offsets
             .into_iter()
-            .filter(|o| o.consumer_id == consumer && o.topic == topic && o.offset >= 0)
-            .map(|o| (o.partition, o.offset as u64))
-            .collect())
+            .filter(|o| o.topic == topic && o.offset >= 0)
+            .map(|o| ConsumerPosition {
+                consumer: o.consumer_id,
+                partition: o.partition,
+                offset: o.offset as u64,
+                // Fluvio stores seconds since the epoch.
+                updated_ms: i64::try_from(o.modified_time.saturating_mul(1_000)).unwrap_or(i64::MAX),
+            })
+            .collect();
+        positions.sort_by(|a, b| (&a.consumer, a.partition).cmp(&(&b.consumer, b.partition)));
+        Ok(positions)
     }
+
+    /// The stored offsets of `consumer` on `topic`, by partition.
+    pub async fn committed(&self, topic: &str, consumer: &str) -> Result<HashMap<u32, u64>> {
+        committed_offsets(&self.fluvio, topic, consumer).await
+    }
+}
+
+/// The stored offsets of `consumer` on `topic`, by partition.
+pub(crate) async fn committed_offsets(fluvio: &Fluvio, topic: &str, consumer: &str) -> Result<HashMap<u32, u64>> {
+    let offsets = fluvio.consumer_offsets().await.context("listing consumer offsets")?;
+    Ok(offsets
+        .into_iter()
+        .filter(|o| o.consumer_id == consumer && o.topic == topic && o.offset >= 0)
+        .map(|o| (o.partition, o.offset as u64))
+        .collect())
 }
 
 impl ModuleRegistry for FluvioBackend {
@@ -330,6 +355,33 @@ impl TopicInspect for FluvioTopic {
             out.extend(batch);
             if done {
                 return Ok(out);
+            }
+        }
+    }
+
+    /// One stream over the whole range; each small batch's values are dropped
+    /// as soon as its keys are visited.
+    async fn scan_keys(
+        &self,
+        partition: u32,
+        from: u64,
+        to: u64,
+        visit: &mut (dyn FnMut(u64, Option<&[u8]>) + Send),
+    ) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let mut reader = self.backend.range_reader(&self.name, partition, from, Some(to)).await?;
+        loop {
+            let batch = reader.next_batch(256, Duration::from_secs(5)).await?;
+            let Some(last) = batch.last().map(|r| r.offset) else {
+                return Ok(());
+            };
+            for record in &batch {
+                visit(record.offset, record.key.as_deref());
+            }
+            if last + 1 >= to {
+                return Ok(());
             }
         }
     }

@@ -17,6 +17,9 @@ pub struct CloudTrailEmulatorConfig {
     /// Permit a non-loopback --listen address.
     #[arg(long)]
     pub allow_remote: bool,
+    /// HTTPS instead of HTTP (`--tls-cert`, `--tls-key`).
+    #[command(flatten)]
+    pub tls: crate::TlsArgs,
     /// A channel to serve (repeatable); its owner is the ARN's account.
     #[arg(long = "channel-arn")]
     pub channel_arns: Vec<String>,
@@ -80,6 +83,7 @@ impl CloudTrailEmulatorConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             allow_remote: false,
+            tls: crate::TlsArgs::default(),
             channel_arns: vec![channel_arn.into()],
             channels_file: None,
             external_id: None,

@@ -35,7 +35,7 @@ impl CloudTrailEmulator {
     pub async fn start(config: CloudTrailEmulatorConfig) -> Result<Self> {
         config.validate()?;
         let state = Arc::new(CloudTrailState::new(config.clone())?);
-        let server = Server::start(config.listen, router(state.clone())).await?;
+        let server = Server::start_with(config.listen, router(state.clone()), &config.tls).await?;
         Ok(Self { state, server })
     }
 

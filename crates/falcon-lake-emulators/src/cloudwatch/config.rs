@@ -15,6 +15,9 @@ pub struct CloudWatchEmulatorConfig {
     /// Permit a non-loopback --listen address.
     #[arg(long)]
     pub allow_remote: bool,
+    /// HTTPS instead of HTTP (`--tls-cert`, `--tls-key`).
+    #[command(flatten)]
+    pub tls: crate::TlsArgs,
     /// Access key ID the emulator accepts.
     #[arg(long, env = "CLOUDWATCH_EMULATOR_ACCESS_KEY_ID")]
     pub access_key_id: String,
@@ -67,6 +70,7 @@ impl CloudWatchEmulatorConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             allow_remote: false,
+            tls: crate::TlsArgs::default(),
             access_key_id: access_key_id.into(),
             secret_access_key: secret_access_key.into(),
             account_id: "111122223333".to_string(),

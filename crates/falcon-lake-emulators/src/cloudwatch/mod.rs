@@ -37,7 +37,7 @@ impl CloudWatchEmulator {
     pub async fn start(config: CloudWatchEmulatorConfig) -> Result<Self> {
         config.validate()?;
         let state = Arc::new(CloudWatchState::new(config.clone())?);
-        let server = Server::start(config.listen, router(state.clone())).await?;
+        let server = Server::start_with(config.listen, router(state.clone()), &config.tls).await?;
         Ok(Self { state, server })
     }
 

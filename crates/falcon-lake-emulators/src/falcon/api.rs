@@ -94,16 +94,21 @@ pub fn region_of(state: &EmulatorState, path: &HashMap<String, String>) -> Strin
         .unwrap_or_else(|| state.config.region.clone())
 }
 
-/// `http://<host>[/_region/<r>]`: where this request reached us.
+/// `http[s]://<host>[/_region/<r>]`: where this request reached us.
 pub fn origin(headers: &HeaderMap, region: &str, state: &EmulatorState) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1");
-    if region == state.config.region {
-        format!("http://{host}")
+    let scheme = if state.config.tls.tls_cert.is_some() {
+        "https"
     } else {
-        format!("http://{host}/_region/{region}")
+        "http"
+    };
+    if region == state.config.region {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}/_region/{region}")
     }
 }
 

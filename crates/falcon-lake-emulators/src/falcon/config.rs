@@ -18,6 +18,9 @@ pub struct FalconEmulatorConfig {
     /// Permit a non-loopback --listen address.
     #[arg(long)]
     pub allow_remote: bool,
+    /// HTTPS instead of HTTP (`--tls-cert`, `--tls-key`).
+    #[command(flatten)]
+    pub tls: crate::TlsArgs,
     /// OAuth2 client ID the emulator accepts.
     #[arg(long, env = "FALCON_EMULATOR_CLIENT_ID")]
     pub client_id: String,
@@ -64,9 +67,12 @@ pub struct FalconEmulatorConfig {
     /// `refreshActiveSessionInterval`, in seconds; a session not refreshed within it ends.
     #[arg(long, default_value_t = 1800)]
     pub refresh_interval: u64,
-    /// How long a closed session keeps its appId held (discovery returns no streams).
-    #[arg(long, value_parser = parse_duration, default_value = "0s")]
-    pub session_linger: Duration,
+    /// How long a session keeps its appId held (discovery answers no streams)
+    /// once its feed connection closes: `expiry` (the real API: until the
+    /// session ends unrefreshed, at most `--refresh-interval` after its last
+    /// refresh) or a duration (`0s`: the appId is free as soon as the feed closes).
+    #[arg(long, value_parser = parse_linger, default_value = "expiry")]
+    pub session_linger: SessionLinger,
     /// Hard cap on a session's life, refreshed or not.
     #[arg(long, value_parser = parse_duration, default_value = "4h")]
     pub session_cap: Duration,
@@ -176,6 +182,7 @@ impl FalconEmulatorConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             allow_remote: false,
+            tls: crate::TlsArgs::default(),
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             partitions: 1,
@@ -191,7 +198,7 @@ impl FalconEmulatorConfig {
             offset_gaps: 0.0,
             token_ttl: 1799,
             refresh_interval: 1800,
-            session_linger: Duration::ZERO,
+            session_linger: SessionLinger::UntilExpiry,
             session_cap: Duration::from_secs(4 * 3600),
             keepalive: Duration::from_secs(15),
             region: "us-1".to_string(),
@@ -323,5 +330,24 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<ControlFault>(r#"{"fault":"feed_explode"}"#).is_err());
+    }
+}
+
+/// How long a session whose feed connection closed keeps its appId held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionLinger {
+    /// Until the session expires unrefreshed (or is revoked, or hits its cap),
+    /// as the real API does (a dropped consumer blocks its appId for minutes).
+    #[default]
+    UntilExpiry,
+    /// For this long after the last connection closed, then free.
+    For(Duration),
+}
+
+/// Parses `--session-linger`: `expiry` or a duration.
+pub fn parse_linger(text: &str) -> Result<SessionLinger, String> {
+    match text.trim() {
+        "expiry" | "until-expiry" => Ok(SessionLinger::UntilExpiry),
+        other => parse_duration(other).map(SessionLinger::For),
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::falcon::config::{ControlFault, FalconEmulatorConfig};
+use crate::falcon::config::{ControlFault, FalconEmulatorConfig, SessionLinger};
 use crate::falcon::generator::Generator;
 use crate::lock;
 
@@ -360,14 +360,21 @@ impl EmulatorState {
         lock(&self.tokens).clear();
     }
 
-    /// True while a session of `app_id` is connected or lingering after its close.
+    /// True while a live session of `app_id` holds it: by default every session
+    /// until it ends (expired unrefreshed, revoked or capped), connected or
+    /// not, as the real API does; with a finite `session_linger`, only while
+    /// connected and for that long after its feed closed.
     pub fn app_id_held(&self, app_id: &str) -> bool {
         let now = Instant::now();
-        let linger = self.config.session_linger;
         lock(&self.sessions).iter().any(|s| {
             s.app_id == app_id
                 && s.alive(now)
-                && (s.connected > 0 || s.closed_at.is_some_and(|closed| now.duration_since(closed) < linger))
+                && match self.config.session_linger {
+                    SessionLinger::UntilExpiry => true,
+                    SessionLinger::For(linger) => {
+                        s.connected > 0 || s.closed_at.is_some_and(|closed| now.duration_since(closed) < linger)
+                    }
+                }
         })
     }
 
