@@ -20,7 +20,10 @@ use fluvio::metadata::partition::PartitionSpec;
 use fluvio::metadata::smartmodule::SmartModuleSpec;
 use fluvio::metadata::topic::config::TopicConfig;
 use fluvio::metadata::topic::TopicSpec;
-use fluvio::{Compression, Fluvio, FluvioClusterConfig, RecordKey, TopicProducerConfigBuilder, TopicProducerPool};
+use fluvio::{
+    Compression, Fluvio, FluvioClusterConfig, FluvioError, RecordKey, TopicProducerConfig, TopicProducerConfigBuilder,
+    TopicProducerPool,
+};
 use serde::Deserialize;
 
 use crate::config::units;
@@ -149,14 +152,26 @@ impl FluvioBackend {
             config.compression(compression);
         }
         let config = config.build().map_err(|e| anyhow!("meta.producer: {e}"))?;
-        let producer = self
-            .fluvio
-            .topic_producer_with_config(topic, config)
-            .await
-            .with_context(|| format!("opening a producer to topic {topic}"))?;
+        let producer = self.producer_when_visible(topic, config).await?;
         Ok(FluvioWriter {
             producer: Arc::new(producer),
         })
+    }
+
+    /// The client checks a topic against its own metadata watch, which learns of a
+    /// topic created a moment ago only after the SC's next update: a topic that is
+    /// not (yet) visible is waited for, for a bounded time.
+    async fn producer_when_visible(&self, topic: &str, config: TopicProducerConfig) -> Result<TopicProducerPool> {
+        let deadline = tokio::time::Instant::now() + TOPIC_VISIBLE_WAIT;
+        loop {
+            match self.fluvio.topic_producer_with_config(topic, config.clone()).await {
+                Ok(producer) => return Ok(producer),
+                Err(e) if is_topic_not_found(&e) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("opening a producer to topic {topic}")),
+            }
+        }
     }
 
     /// A reader that resumes each selected partition after `consumer`'s stored
@@ -300,6 +315,13 @@ pub struct FluvioWriter {
 /// Largest produce request a Fluvio SPU accepts by default
 /// (`STORAGE_MAX_REQUEST_SIZE`).
 const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+
+/// How long a producer waits for a topic to appear in the client's metadata.
+const TOPIC_VISIBLE_WAIT: Duration = Duration::from_secs(10);
+
+fn is_topic_not_found(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<FluvioError>(), Some(FluvioError::TopicNotFound(_)))
+}
 /// Room a record batch needs besides its records' bytes.
 const BATCH_OVERHEAD: usize = 4 * 1024;
 
