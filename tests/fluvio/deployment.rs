@@ -26,8 +26,10 @@ pub fn connector_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     let dir = exe.parent().and_then(Path::parent).expect("target directory");
     let path = dir.join(name);
-    let how = "build it with `cargo test --workspace` (what `make test` runs) or \
-               `cargo build -p falcon-event-stream-source -p cloudtrail-lake-sink`";
+    // Built with the workspace's test features, as `cargo test --workspace`
+    // does (a plain `cargo build -p` resolves other features and rebuilds).
+    let how = "build it with `cargo test --workspace` (what `make test` runs), or for this file alone \
+               `cargo test --workspace --test fluvio --test contract`";
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| panic!("{} is missing: {how}", path.display()));
