@@ -2,6 +2,8 @@
 //! emulators, and the two connector binaries started as child processes exactly
 //! as `cdk deploy` starts them (`--config`, `--secrets`, `FLV_PROFILE_PATH`).
 
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -301,7 +303,10 @@ transforms:
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_ENDPOINT_URL")
             .env_remove("AWS_ENDPOINT_URL_CLOUDTRAIL_DATA")
-            .env("RUST_LOG", std::env::var("CONNECTOR_LOG").unwrap_or_else(|_| "info".to_string()));
+            .env(
+                "RUST_LOG",
+                std::env::var("CONNECTOR_LOG").unwrap_or_else(|_| "info".to_string()),
+            );
     }
 
     /// Starts a connector as `cdk deploy` would, its output appended to its log.
@@ -337,7 +342,10 @@ transforms:
         let mut command = Command::new(env!("CARGO_BIN_EXE_falcon-lake"));
         command.args(args).stdin(Stdio::null());
         self.environment(&mut command);
-        command.env("RUST_LOG", "warn");
+        command.env(
+            "RUST_LOG",
+            std::env::var("CLI_LOG").unwrap_or_else(|_| "warn".to_string()),
+        );
         command
     }
 
@@ -422,6 +430,25 @@ transforms:
             }
         }
         expected
+    }
+
+    /// The audit event ids `records` (raw topic records) map to with the
+    /// module's default parameters.
+    pub fn audit_ids(records: &[fluvio_testbed::StoredRecord]) -> Vec<String> {
+        let mapper = falcon_lake::audit::Mapper::new(falcon_lake::audit::MappingParams::default());
+        records
+            .iter()
+            .filter_map(|r| {
+                let ctx = falcon_lake::audit::RecordContext {
+                    key: r.key.as_deref(),
+                    timestamp_ms: r.timestamp,
+                };
+                match mapper.map(&ctx, &r.value) {
+                    falcon_lake::audit::Outcome::Emit(audit) => Some(audit.id),
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     /// Ids the CloudTrail emulator stored and how often.
@@ -520,7 +547,10 @@ where
 {
     let deadline = Instant::now() + timeout;
     while !condition().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

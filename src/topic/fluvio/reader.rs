@@ -503,7 +503,10 @@ mod tests {
             .linger(Duration::from_secs(3600))
             .build()
             .expect("producer config");
-        let producer = fluvio.topic_producer_with_config(topic, config).await.expect("producer");
+        let producer = fluvio
+            .topic_producer_with_config(topic, config)
+            .await
+            .expect("producer");
         for b in 0..batches {
             for r in 0..per_batch {
                 let mut value = format!("{b:06}-{r:06}").into_bytes();
@@ -549,7 +552,10 @@ mod tests {
         let mut reader = FluvioReader::open(fluvio.clone(), "loss", &[start], 64 * 1024, true)
             .await
             .expect("reader");
-        let first = reader.next_batch(1, Duration::from_secs(10)).await.expect("first record");
+        let first = reader
+            .next_batch(1, Duration::from_secs(10))
+            .await
+            .expect("first record");
         assert_eq!(first.len(), 1);
         let mut last = first[0].offset;
         // Let the next frame arrive, then take the SC away.
@@ -560,7 +566,10 @@ mod tests {
         // reader must be cancel-safe too).
         let mut errors = 0;
         for _ in 0..3 {
-            let call = tokio::time::timeout(Duration::from_secs(3), reader.next_batch(10_000, Duration::from_secs(2)));
+            let call = tokio::time::timeout(
+                Duration::from_secs(3),
+                reader.next_batch(10_000, Duration::from_secs(2)),
+            );
             match call.await.unwrap_or_else(|_| Err(anyhow!("timed out"))) {
                 Ok(batch) => {
                     for record in &batch {
