@@ -13,14 +13,15 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::cloudtrail::{CloudTrailConfig, CloudTrailMetrics, Publisher};
 use crate::config::connectors::{ConfigKind, SinkConnectorConfig};
+use crate::config::destination::DestinationConfig;
 use crate::config::embedded::EmbeddedConfig;
 use crate::config::secrets::SecretStore;
 use crate::config::sections::SinkConfig;
 use crate::pipeline::metrics::PipelineMetrics;
 use crate::pipeline::shutdown;
 use crate::pipeline::sink::{run_sink, SinkEnd, SinkParts};
+use crate::publish::{PublishMetrics, Publisher};
 use crate::topic::fluvio::FluvioBackend;
 use crate::topic::sqlite::{SqliteCommitter, SqliteLog};
 use crate::topic::{TopicInspect, TopicReader, TopicRecord, TopicWriter};
@@ -136,7 +137,7 @@ async fn replay_embedded(args: &ReplayArgs, range: Range, store: &SecretStore) -
         range,
         &dead_letters,
         &raw,
-        &config.cloudtrail,
+        &config.destination,
         chain,
         &config.sink,
     )
@@ -186,7 +187,7 @@ async fn replay_fluvio(args: &ReplayArgs, range: Range, store: &SecretStore) -> 
         range,
         &dead_letters,
         &inspect,
-        &config.cloudtrail,
+        &config.destination,
         chain,
         &config.sink,
     )
@@ -242,7 +243,7 @@ async fn replay_with<R, D, I>(
     range: ReplayRange,
     dead_letters: &D,
     inspect: &I,
-    cloudtrail: &CloudTrailConfig,
+    destination: &DestinationConfig,
     chain: TransformChain,
     sink: &SinkConfig,
 ) -> Result<()>
@@ -251,8 +252,8 @@ where
     D: TopicWriter,
     I: TopicInspect,
 {
-    let cloudtrail_metrics = Arc::new(CloudTrailMetrics::default());
-    let publisher = Publisher::new(cloudtrail, None, cloudtrail_metrics.clone()).await?;
+    let publish_metrics = Arc::new(PublishMetrics::default());
+    let publisher = Publisher::new(destination, None, publish_metrics.clone()).await?;
     let metrics = Arc::new(PipelineMetrics::default());
     let counts = Arc::new(ReplayCounts::default());
     let reader = RangeReader::new(reader, range, counts.clone(), STALL_LIMIT);
@@ -267,14 +268,14 @@ where
         topic: String::new(),
     };
     let progress = {
-        let (bar, counts, cloudtrail_metrics) = (bar.clone(), counts.clone(), cloudtrail_metrics.clone());
+        let (bar, counts, publish_metrics) = (bar.clone(), counts.clone(), publish_metrics.clone());
         tokio::spawn(async move {
             loop {
                 bar.set_position(counts.read.load(Ordering::Relaxed));
                 bar.set_message(format!(
                     "{} delivered, {} dead-lettered",
-                    cloudtrail_metrics.delivered.get(),
-                    cloudtrail_metrics.dead_lettered.get()
+                    publish_metrics.delivered.get(),
+                    publish_metrics.dead_lettered.get()
                 ));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -287,8 +288,8 @@ where
         range,
         read: counts.read.load(Ordering::Relaxed),
         in_window: counts.in_window.load(Ordering::Relaxed),
-        delivered: cloudtrail_metrics.delivered.get(),
-        dead_lettered: cloudtrail_metrics.dead_lettered.get() + metrics.transform_failures.get(),
+        delivered: publish_metrics.delivered.get(),
+        dead_lettered: publish_metrics.dead_lettered.get() + metrics.transform_failures.get(),
         filtered: metrics.filtered.get(),
     };
     // stderr, so a replay run from cron or CI leaves its figures in the log.
