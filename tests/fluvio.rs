@@ -153,3 +153,110 @@ async fn replay_by_offset_and_by_time_counts_exactly() {
     }
     assert_eq!(d.stored().await, want, "and the offset range's events once more");
 }
+
+/// Issue 8 §4: on a topic of 2 partitions, Falcon partition `p` lives only in
+/// topic partition `p mod 2` (3 Falcon partitions, so two share one), and a
+/// restarted source resumes each exactly where it stopped: nothing is
+/// appended twice. Events generated after the restart are waited for; each
+/// Falcon partition's resent events would come before its new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falcon_partitions_map_to_topic_partitions_and_recover_exactly() {
+    let (first, more) = (1_500u64, 600u64);
+    let mut setup = Setup::new(first, 3, TopicSpec::partitions(2));
+    // The emulator's tenant, as an MSSP's member CID (any case, CCID suffix).
+    setup.source_falcon_extra = format!("  member_cid: {}-A1\n", setup.falcon.cid.to_uppercase());
+    let mut d = Deployment::start(setup).await;
+    let source = d.spawn(Role::Source);
+    d.wait_topic_keys(2, first as usize, Duration::from_secs(120)).await;
+    assert_eq!(source.terminate(Duration::from_secs(30)), Some(0), "source exit");
+    let source = d.spawn(Role::Source);
+    d.falcon.state.append_generated(more);
+    d.wait_topic_keys(2, (first + more) as usize, Duration::from_secs(120))
+        .await;
+    assert_eq!(source.terminate(Duration::from_secs(30)), Some(0), "source exit");
+    for topic_partition in 0..2u32 {
+        let records = d.topic_records(TOPIC, topic_partition);
+        assert!(!records.is_empty(), "topic partition {topic_partition} is used");
+        for record in records {
+            let key =
+                falcon_lake::audit::SourceKey::decode(record.key.as_deref().unwrap_or_default()).expect("a source key");
+            assert_eq!(
+                key.partition % 2,
+                topic_partition,
+                "Falcon partition {} found in topic partition {topic_partition}",
+                key.partition
+            );
+        }
+    }
+    let keys = d.topic_keys(2);
+    let distinct: std::collections::HashSet<_> = keys.iter().collect();
+    assert_eq!(
+        keys.len() - distinct.len(),
+        0,
+        "records appended twice across the restart\nsource log tail:\n{}",
+        tail(&d.log(Role::Source), 40)
+    );
+    assert!(distinct.len() as u64 >= first + more);
+
+    // A source of another member CID on the same topic is refused at start.
+    let before = d.topic_keys(2).len();
+    let other = "fedcba9876543210fedcba9876543210";
+    d.write_source_config(&TopicSpec::partitions(2), &format!("  member_cid: {other}\n"));
+    let mut refused = d.spawn(Role::Source);
+    let mut exit = None;
+    eventually("the other tenant's source to exit", Duration::from_secs(60), || {
+        exit = refused.exited();
+        std::future::ready(exit.is_some())
+    })
+    .await;
+    assert_eq!(exit, Some(Some(1)), "exit code of the refused source");
+    let log = d.log(Role::Source);
+    assert!(
+        log.contains(&format!("holds events of CID {}", d.falcon.state.config.cid)) && log.contains(other),
+        "the refusal names both CIDs:\n{}",
+        tail(&log, 10)
+    );
+    assert_eq!(d.topic_keys(2).len(), before, "nothing written by the refused source");
+}
+
+/// Issue 8 §7: a sink started before the source does not create the raw topic
+/// (it would have 1 partition); it waits, `paused` on `/health`, and delivers
+/// once the source has created the topic with its 2 partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_started_first_waits_for_the_source_s_topic() {
+    let d = Deployment::start(Setup::new(1_000, 2, TopicSpec::partitions(2))).await;
+    let sink = d.spawn(Role::Sink);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let health = d.health(Role::Sink).await;
+        if let Some((503, body)) = &health {
+            if body["stages"]["sink"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("paused: waiting for topic"))
+            {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink does not report that it waits for the topic: {health:?}\nsink log tail:\n{}",
+            tail(&d.log(Role::Sink), 30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !d.cluster.topics().iter().any(|t| t == TOPIC),
+        "the sink created the raw topic"
+    );
+    assert!(d.log(Role::Sink).contains("waiting for the source to create it"));
+    let source = d.spawn(Role::Source);
+    d.wait_topic_keys(2, 1_000, Duration::from_secs(120)).await;
+    assert!(
+        d.cluster.records(TOPIC, 1).is_ok_and(|r| !r.is_empty()),
+        "the topic has the source's 2 partitions"
+    );
+    let expected = d.expected().await;
+    d.wait_delivered(&expected, Duration::from_secs(120)).await;
+    assert_eq!(source.terminate(Duration::from_secs(30)), Some(0), "source exit");
+    assert_eq!(sink.terminate(Duration::from_secs(30)), Some(0), "sink exit");
+}
