@@ -962,7 +962,7 @@ async fn a_failed_sink_exits_run_non_zero() {
     let stderr = std::fs::read_to_string(&log_path).expect("log");
     assert!(!status.success(), "exit status {status:?}");
     assert!(
-        stderr.contains("the CloudTrail sink stopped") && stderr.contains("ChannelNotFound"),
+        stderr.contains("the sink stopped") && stderr.contains("ChannelNotFound"),
         "{stderr}"
     );
 }

@@ -27,8 +27,15 @@ pub struct Setup {
 impl Setup {
     /// `events` Falcon events of `mix` on 2 partitions; `extra` top-level config sections.
     pub async fn start(events: u64, mix: Mix, extra: &str) -> anyhow::Result<Self> {
+        Self::start_at_rate(events, mix, extra, 0.0).await
+    }
+
+    /// As [`Setup::start`], the Falcon emulator generating `rate` events per
+    /// second (0: all at start).
+    pub async fn start_at_rate(events: u64, mix: Mix, extra: &str, rate: f64) -> anyhow::Result<Self> {
         let mut falcon = FalconEmulatorConfig::new(CLIENT_ID, CLIENT_SECRET);
         falcon.events = events;
+        falcon.rate = rate;
         falcon.mix = mix;
         falcon.partitions = 2;
         let falcon = FalconEmulator::start(falcon).await?;
@@ -96,6 +103,32 @@ impl Setup {
         let duplicates = store.ids.values().map(|n| u64::from(n.saturating_sub(1))).sum();
         (store.records.len(), store.ids.len(), duplicates)
     }
+}
+
+/// User and system CPU seconds `pid` has used so far (`/proc/<pid>/stat`).
+pub fn cpu_seconds(pid: u32) -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return (0.0, 0.0);
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = clock_ticks();
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / ticks;
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the state.
+    (field(11), field(12))
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// SIGTERM, then waits for the exit.

@@ -424,11 +424,10 @@ fn store(
     data: Value,
     account: &str,
 ) {
-    let now = SystemTime::now()
+    let now_ms = SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let ingestion = crate::time::format_utc(now);
+        .map_or(0, |d| d.as_millis() as u64);
+    let ingestion = crate::time::format_utc((now_ms / 1_000) as i64);
     let record = json!({
         "eventVersion": "1.0",
         "eventCategory": "ActivityAuditLog",
@@ -446,6 +445,7 @@ fn store(
         id: id.to_string(),
         caller_account: account.to_string(),
         record,
+        stored_ms: now_ms,
     });
 }
 

@@ -27,7 +27,7 @@ pub async fn events(State(state): State<AppState>, Query(query): Query<HashMap<S
         .filter(|r| channel.is_none_or(|c| r.record["metadata"]["channelARN"].as_str() == Some(c.as_str())))
         .skip(param(&query, "from", 0))
         .take(param(&query, "limit", usize::MAX))
-        .map(|r| json!({"id": r.id, "callerAccountId": r.caller_account, "record": r.record}))
+        .map(|r| json!({"id": r.id, "callerAccountId": r.caller_account, "storedMs": r.stored_ms, "record": r.record}))
         .collect();
     axum::Json(json!({"total": store.records.len(), "events": selected})).into_response()
 }

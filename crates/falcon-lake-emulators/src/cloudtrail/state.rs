@@ -39,6 +39,8 @@ pub struct StoredRecord {
     pub caller_account: String,
     /// The record as Lake queries see it (spec §9).
     pub record: Value,
+    /// When it was stored (ms since the epoch; `ingestionTime` has seconds only).
+    pub stored_ms: u64,
 }
 
 /// Stored events, with an index of how often each id was stored.

@@ -87,7 +87,7 @@ pub async fn list(State(state): State<AppState>, Query(query): Query<HashMap<Str
     let events: Vec<Value> = log
         .read(number(&query, "from", 0), number(&query, "limit", 1_000))
         .into_iter()
-        .map(|e| json!({"offset": e.offset, "line": String::from_utf8_lossy(&e.line)}))
+        .map(|e| json!({"offset": e.offset, "appended_ms": e.appended_ms, "line": String::from_utf8_lossy(&e.line)}))
         .collect();
     axum::Json(json!({"partition": partition, "total": log.len(), "events": events})).into_response()
 }

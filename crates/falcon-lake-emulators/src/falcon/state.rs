@@ -25,6 +25,16 @@ pub struct StoredEvent {
     pub event_type: Arc<str>,
     /// The event line, without newline.
     pub line: Bytes,
+    /// When it entered the log (ms since the epoch): a caught-up stream serves
+    /// it at once, so this is the start of the end-to-end latency tests measure.
+    pub appended_ms: u64,
+}
+
+/// Now, in milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The retained events of one partition.
@@ -96,6 +106,7 @@ impl PartitionLog {
                     offset,
                     event_type,
                     line,
+                    appended_ms: now_ms(),
                 });
                 offset
             }
@@ -114,6 +125,7 @@ impl PartitionLog {
                 offset,
                 event_type: Arc::from(""),
                 line,
+                appended_ms: now_ms(),
             });
         }
         self.changed.send_modify(|v| *v += 1);
@@ -316,6 +328,7 @@ impl EmulatorState {
                 offset,
                 event_type,
                 line,
+                appended_ms: now_ms(),
             });
             return Ok(offset);
         }
