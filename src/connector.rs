@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
@@ -16,7 +17,7 @@ use crate::config::secrets::SecretStore;
 use crate::falcon::{FalconClient, FalconMetrics};
 use crate::logging::{self, LogFormat};
 use crate::pipeline::metrics::{serve_configured, MetricsSources, PipelineMetrics};
-use crate::pipeline::recovery::TopicCursors;
+use crate::pipeline::recovery::{check_single_tenant, TopicCursors};
 use crate::pipeline::sink::{run_sink, SinkParts};
 use crate::pipeline::{shutdown, source::run_source};
 use crate::publish::{PublishMetrics, Publisher};
@@ -103,14 +104,51 @@ pub fn main(kind: Kind) -> ExitCode {
     }
 }
 
-/// Connects to the cluster and makes sure the raw and dead-letter topics exist.
-async fn connect(file: &ConnectorFile, dead_letter: &str) -> Result<FluvioBackend> {
+/// Connects to the cluster and makes sure the dead-letter topic exists, and
+/// the raw topic too when `create_raw` (the source: only it knows the raw
+/// topic's partition count and retention).
+async fn connect(file: &ConnectorFile, dead_letter: &str, create_raw: bool) -> Result<FluvioBackend> {
     let backend = FluvioBackend::connect(&format!("fluvio_connector_{}", file.meta.name)).await?;
-    backend.ensure_topic(&file.meta.topic).await?;
+    if create_raw {
+        backend.ensure_topic(&file.meta.topic).await?;
+    }
     backend
         .ensure_topic(&TopicDefinition::Name(dead_letter.to_string()))
         .await?;
     Ok(backend)
+}
+
+/// How often a sink looks again for a raw topic that does not exist yet.
+const RAW_TOPIC_POLL: Duration = Duration::from_secs(1);
+
+/// A sink started before its source waits for the source to create the raw
+/// topic (creating it here would fix its partition count at 1), saying so in
+/// its log and on `/health` (`paused`). `false`: stopped while waiting.
+async fn wait_for_raw_topic(
+    backend: &FluvioBackend,
+    topic: &str,
+    metrics: &PipelineMetrics,
+    cancel: &CancellationToken,
+) -> Result<bool> {
+    if backend.topic_exists(topic).await? {
+        return Ok(true);
+    }
+    tracing::warn!(topic = %topic, "the raw topic does not exist yet; waiting for the source to create it");
+    metrics.set_stage(
+        "sink",
+        format!("paused: waiting for topic {topic} (the source creates it)"),
+    );
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(false),
+            () = tokio::time::sleep(RAW_TOPIC_POLL) => {}
+        }
+        if backend.topic_exists(topic).await? {
+            tracing::info!(topic = %topic, "the raw topic exists now");
+            metrics.set_stage("sink", "starting");
+            return Ok(true);
+        }
+    }
 }
 
 /// The source connector: Falcon events into `meta.topic`.
@@ -118,10 +156,11 @@ pub async fn run_source_connector(args: ConnectorArgs) -> Result<()> {
     let config = SourceConnectorConfig::load(&args.config, &SecretStore::from_arg(args.secrets.as_deref()))?;
     let topic = config.topic().to_string();
     let dead_letter = config.dead_letter_topic();
-    let backend = connect(&config.file, &dead_letter).await?;
+    let backend = connect(&config.file, &dead_letter, true).await?;
     let producer = config.file.meta.producer.clone().unwrap_or_default();
-    let raw = backend.writer(&topic, &producer).await?;
+    let raw = backend.falcon_writer(&topic, &producer).await?;
     let dead_letters = backend.writer(&dead_letter, &ProducerSettings::default()).await?;
+    check_single_tenant(&backend.topic(&topic), &topic, config.falcon.member_cid.as_deref()).await?;
     let falcon_metrics = Arc::new(FalconMetrics::default());
     let client = FalconClient::new(config.falcon, falcon_metrics.clone())?;
     let sources = MetricsSources {
@@ -152,7 +191,7 @@ pub async fn run_sink_connector(args: ConnectorArgs, section: &str) -> Result<()
     let topic = config.topic().to_string();
     let consumer = config.file.meta.consumer_id();
     let dead_letter = config.dead_letter_topic();
-    let backend = connect(&config.file, &dead_letter).await?;
+    let backend = connect(&config.file, &dead_letter, false).await?;
     let chain = load_chain(&config.file.transforms, &config.file.base_dir(), Some(&backend)).await?;
     let publish_metrics = Arc::new(PublishMetrics::default());
     let publisher = Publisher::new(&config.destination, None, publish_metrics.clone()).await?;
@@ -162,6 +201,12 @@ pub async fn run_sink_connector(args: ConnectorArgs, section: &str) -> Result<()
         publisher: Some(publish_metrics.clone()),
     };
     let _server = serve_configured(&config.metrics, &sources).await?;
+    let cancel = CancellationToken::new();
+    shutdown::install(cancel.clone());
+    if !wait_for_raw_topic(&backend, &topic, &sources.pipeline, &cancel).await? {
+        tracing::info!("stopped while waiting for the raw topic");
+        return Ok(());
+    }
     let reader = backend
         .reader(
             &topic,
@@ -180,8 +225,6 @@ pub async fn run_sink_connector(args: ConnectorArgs, section: &str) -> Result<()
         .await?;
     let status_writer = backend.writer(&status_topic, &ProducerSettings::default()).await?;
     let status_inspect = backend.topic(&status_topic);
-    let cancel = CancellationToken::new();
-    shutdown::install(cancel.clone());
     tracing::info!(topic = %topic, consumer = %consumer, "monitoring started");
     let parts = SinkParts {
         reader,

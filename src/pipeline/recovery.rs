@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 
 use crate::audit::SourceKey;
 use crate::falcon::{CursorStore, HeldRuns};
+use crate::topic::fluvio::topic_partition_of;
 use crate::topic::{PartitionBounds, TopicInspect};
 
 /// First window scanned back from the end of each topic partition.
@@ -109,22 +110,32 @@ impl<T: TopicInspect> TopicCursors<T> {
         }
     }
 
-    /// The last offset of `falcon_partition` in the topic. Topic partitions are
-    /// consulted in order and the first that holds the Falcon partition
-    /// answers; a Falcon partition → topic partition mapping would consult only
-    /// its own.
+    /// The last offset of `falcon_partition` in the topic. The source writes
+    /// Falcon partition `p` only to topic partition `p mod N`
+    /// ([`topic_partition_of`]), in order, so that partition alone answers,
+    /// exactly, whatever N is. Only when it holds nothing of `p` (a topic
+    /// written before that mapping, by Fluvio's key hash) are the others read,
+    /// and the newest offset any of them holds answers.
     async fn find(&self, falcon_partition: u32) -> anyhow::Result<Option<u64>> {
         let mut guard = self.scans.lock().await;
         if guard.is_none() {
             let bounds = self.topic.bounds().await?;
             *guard = Some(bounds.iter().map(PartitionScan::new).collect());
         }
-        for scan in guard.iter_mut().flatten() {
+        let scans: &mut Vec<PartitionScan> = guard.get_or_insert_with(Vec::new);
+        let count = u32::try_from(scans.len()).unwrap_or(u32::MAX);
+        let home = topic_partition_of(falcon_partition, count);
+        let (mut at_home, mut others): (Vec<_>, Vec<_>) = scans.iter_mut().partition(|s| s.partition == home);
+        for scan in at_home.iter_mut() {
             if let Some(last) = scan.last_of(&self.topic, falcon_partition).await? {
                 return Ok(Some(last));
             }
         }
-        Ok(None)
+        let mut newest = None;
+        for scan in others.iter_mut() {
+            newest = newest.max(scan.last_of(&self.topic, falcon_partition).await?);
+        }
+        Ok(newest)
     }
 
     /// What the topic holds of `falcon_partition`, as ranges of offsets written
@@ -203,6 +214,68 @@ impl<T: TopicInspect> CursorStore for TopicCursors<T> {
             Ok(last)
         })
     }
+}
+
+/// Refuses a raw topic another tenant writes. A record key carries only the
+/// Falcon partition and offset, so two sources (one per member CID, for an
+/// MSSP) writing one topic would recover each other's cursors. The newest
+/// record of each topic partition names its tenant (`metadata.customerIDString`);
+/// a topic holding several, or another than `member_cid`, is refused with the
+/// CIDs named. Costs one record per topic partition.
+pub async fn check_single_tenant<T: TopicInspect>(
+    topic: &T,
+    name: &str,
+    member_cid: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut found: Vec<String> = Vec::new();
+    for bounds in topic.bounds().await? {
+        if bounds.next <= bounds.first {
+            continue;
+        }
+        let newest = topic.read_range(bounds.partition, bounds.next - 1, bounds.next).await?;
+        for cid in newest.iter().filter_map(|r| tenant_of(&r.value)) {
+            if !found.contains(&cid) {
+                found.push(cid);
+            }
+        }
+    }
+    let mine = member_cid.map(normalise_cid);
+    if let Some(other) = mine.as_ref().and_then(|m| found.iter().find(|c| *c != m)) {
+        anyhow::bail!(
+            "topic {name} holds events of CID {other}, but this source reads member CID {}: \
+             two tenants must not share a raw topic (their cursors would mix); give this source a topic of its own (meta.topic)",
+            mine.as_deref().unwrap_or_default()
+        );
+    }
+    if found.len() > 1 {
+        anyhow::bail!(
+            "topic {name} holds events of several CIDs ({}): two tenants must not share a raw topic \
+             (their cursors would mix); give each source a topic of its own (meta.topic)",
+            found.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The CID a raw Falcon event belongs to, lowercased, without a CCID's
+/// `-checksum` suffix.
+fn tenant_of(value: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        metadata: Metadata,
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        #[serde(rename = "customerIDString")]
+        customer_id: String,
+    }
+    let event: Event = serde_json::from_slice(value).ok()?;
+    Some(normalise_cid(&event.metadata.customer_id))
+}
+
+fn normalise_cid(cid: &str) -> String {
+    let cid = cid.trim();
+    cid.split_once('-').map_or(cid, |(cid, _)| cid).to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -300,5 +373,38 @@ mod tests {
         );
         assert!(cursors.topic.largest_scan.load(Ordering::Relaxed) <= MAX_WINDOW);
         assert_eq!(cursors.topic.records_read.load(Ordering::Relaxed), 0, "no values read");
+    }
+
+    fn event(cid: &str, offset: u64) -> NewRecord {
+        NewRecord {
+            key: Some(Bytes::from(SourceKey::new(0, offset).encode())),
+            value: Bytes::from(format!(
+                r#"{{"metadata":{{"customerIDString":"{cid}","offset":{offset}}},"event":{{}}}}"#
+            )),
+        }
+    }
+
+    /// Issue 8 §4: a raw topic another tenant writes is refused, naming both CIDs.
+    #[tokio::test]
+    async fn a_topic_of_another_tenant_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = SqliteLog::open(&dir.path().join("log.db"), SyncMode::Normal).expect("open");
+        let topic = log.topic("raw").expect("topic");
+        check_single_tenant(&topic, "raw", Some("AAAA"))
+            .await
+            .expect("an empty topic is anyone's");
+        topic.append(vec![event("aaaa", 1)]).await.expect("append");
+        check_single_tenant(&topic, "raw", Some("AAAA-1F"))
+            .await
+            .expect("its own CID, any case, CCID suffix");
+        check_single_tenant(&topic, "raw", None).await.expect("one tenant");
+        let refused = check_single_tenant(&topic, "raw", Some("bbbb"))
+            .await
+            .expect_err("another tenant");
+        let text = refused.to_string();
+        assert!(
+            text.contains("aaaa") && text.contains("bbbb") && text.contains("meta.topic"),
+            "{text}"
+        );
     }
 }

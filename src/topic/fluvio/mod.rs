@@ -3,9 +3,11 @@
 //! `cdk deploy` expects of a connector.
 
 mod commit;
+mod partition;
 mod reader;
 
 pub use commit::FluvioCommitter;
+pub use partition::{topic_partition_of, FalconPartitioner};
 pub use reader::{FluvioReader, PartitionStart, DEFAULT_MAX_BYTES};
 
 use std::collections::HashMap;
@@ -114,15 +116,22 @@ impl FluvioBackend {
         })
     }
 
-    /// Creates the topic unless it exists.
-    pub async fn ensure_topic(&self, topic: &TopicDefinition) -> Result<()> {
+    /// Whether the cluster has a topic of exactly that name. The SC's name
+    /// filter matches substrings (`falcon-events` lists `falcon-events-dlq`).
+    pub async fn topic_exists(&self, name: &str) -> Result<bool> {
         let admin = self.fluvio.admin().await;
-        let name = topic.name().to_string();
-        let existing = admin
-            .list::<TopicSpec, String>(vec![name.clone()])
+        let listed = admin
+            .list::<TopicSpec, String>(vec![name.to_string()])
             .await
             .context("listing topics")?;
-        if existing.is_empty() {
+        Ok(listed.iter().any(|topic| topic.name == name))
+    }
+
+    /// Creates the topic unless it exists.
+    pub async fn ensure_topic(&self, topic: &TopicDefinition) -> Result<()> {
+        let name = topic.name().to_string();
+        if !self.topic_exists(&name).await? {
+            let admin = self.fluvio.admin().await;
             admin
                 .create(name.clone(), false, topic.spec())
                 .await
@@ -132,9 +141,28 @@ impl FluvioBackend {
         Ok(())
     }
 
-    /// A producer to `topic`.
+    /// A producer to `topic`, partitioning as Fluvio does (key hash,
+    /// round-robin without a key).
     pub async fn writer(&self, topic: &str, settings: &ProducerSettings) -> Result<FluvioWriter> {
+        self.writer_with(topic, settings, TopicProducerConfigBuilder::default())
+            .await
+    }
+
+    /// A producer of raw Falcon events to `topic`: each Falcon partition goes
+    /// to one topic partition ([`FalconPartitioner`]), which cursor recovery
+    /// relies on.
+    pub async fn falcon_writer(&self, topic: &str, settings: &ProducerSettings) -> Result<FluvioWriter> {
         let mut config = TopicProducerConfigBuilder::default();
+        config.partitioner(Arc::new(FalconPartitioner::default()));
+        self.writer_with(topic, settings, config).await
+    }
+
+    async fn writer_with(
+        &self,
+        topic: &str,
+        settings: &ProducerSettings,
+        mut config: TopicProducerConfigBuilder,
+    ) -> Result<FluvioWriter> {
         // The client's default request limit (1 MiB) would refuse a large Falcon
         // event outright; allow what the SPU accepts.
         config.max_request_size(MAX_REQUEST_BYTES);
@@ -294,8 +322,22 @@ impl ModuleRegistry for FluvioBackend {
                 .list::<SmartModuleSpec, String>(vec![name.to_string()])
                 .await
                 .with_context(|| format!("looking up SmartModule {name}"))?;
-            let Some(module) = listed.into_iter().next() else {
-                bail!("no SmartModule named {name} is registered in the cluster (`fluvio sm list`)");
+            // The SC's name filter matches substrings: the exact name wins; else
+            // one match (a plain name of a `group/name@version` module) does.
+            let mut listed = listed;
+            let module = match listed.iter().position(|m| m.name == name) {
+                Some(exact) => listed.swap_remove(exact),
+                None if listed.len() == 1 => listed.remove(0),
+                None if listed.is_empty() => {
+                    bail!("no SmartModule named {name} is registered in the cluster (`fluvio sm list`)")
+                }
+                None => {
+                    let names: Vec<&str> = listed.iter().map(|m| m.name.as_str()).collect();
+                    bail!(
+                        "SmartModule name {name} is ambiguous: it matches {}; use the full name",
+                        names.join(", ")
+                    )
+                }
             };
             module
                 .spec

@@ -2,13 +2,18 @@
 //!
 //! The `fluvio` 0.50.1 consumer silently drops a record batch that arrives cut
 //! short by the fetch size (`max_bytes`) and goes on with the next response
-//! (fixed upstream after 0.50.1: fluvio-community/fluvio#4627). Measured on a
-//! local cluster: a topic written with 1 MB producer batches lost 6,070 of 20,002
-//! records to a consumer with default settings. Fluvio offsets are dense, so each
-//! partition's cursor knows the offset it must see next: on a jump it reopens
-//! that partition at the missing offset with a larger fetch size. A batch dropped
-//! at the very end of the log shows no jump, so an idle reader also compares its
-//! position with the partition's end.
+//! (fixed upstream after 0.50.1: fluvio-community/fluvio#4627). The SPU cuts a
+//! frame at `max_bytes` bytes wherever that falls, so while a reader is behind
+//! by more than one frame, the end of each frame is such a cut. Fluvio offsets
+//! are dense, so each partition's cursor knows the offset it must see next: on
+//! a jump it reopens that partition at the missing offset with a larger fetch
+//! size. A batch dropped at the very end of the log shows no jump, so an idle
+//! reader also compares its position with the partition's end.
+//!
+//! Reopening, and anything else that can fail, happens only between batches,
+//! never while one is being filled: a record taken from a stream is always
+//! handed out (issue 8 §1). A followed partition's stream that ends is opened
+//! again, never dropped (§3).
 
 use std::sync::Arc;
 use std::task::Poll;
@@ -34,6 +39,8 @@ const MAX_REOPENS: u32 = 8;
 /// How long a reader may sit idle behind the end of a partition before it
 /// suspects a dropped batch and reopens.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// Wait before a failed reopen is tried again.
+const REPAIR_RETRY: Duration = Duration::from_secs(1);
 
 /// What a record's offset means for a cursor expecting `next`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +75,17 @@ pub fn grown(max_bytes: u64) -> u64 {
     max_bytes.saturating_mul(2).min(MAX_MAX_BYTES)
 }
 
+/// Work a cursor needs before it can be read again; done between batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repair {
+    /// The stream skipped records, failed, or stalled: open it again at the
+    /// cursor's position (`grow`: with twice the fetch size).
+    Reopen { grow: bool },
+    /// The stream ended: a range is done if it reached its end, anything else
+    /// is opened again.
+    Ended,
+}
+
 /// One partition's position and stream.
 struct Cursor {
     partition: u32,
@@ -75,8 +93,26 @@ struct Cursor {
     until: Option<u64>,
     max_bytes: u64,
     stream: Option<RecordStream>,
+    repair: Option<Repair>,
+    /// When a failed repair may be tried again.
+    retry_at: Option<Instant>,
+    finished: bool,
     reopens: u32,
     last_record: Instant,
+}
+
+impl Cursor {
+    /// Drops the stream and asks for `repair` before the next read.
+    fn needs(&mut self, repair: Repair) {
+        self.stream = None;
+        self.repair = Some(repair);
+    }
+
+    fn finish(&mut self) {
+        self.stream = None;
+        self.repair = None;
+        self.finished = true;
+    }
 }
 
 /// What one poll of the cursors produced.
@@ -136,6 +172,9 @@ impl FluvioReader {
                 until: start.until,
                 max_bytes,
                 stream,
+                repair: None,
+                retry_at: None,
+                finished: done,
                 reopens: 0,
                 last_record: Instant::now(),
             });
@@ -150,50 +189,102 @@ impl FluvioReader {
         })
     }
 
-    /// Takes, skips or recovers from one event of cursor `index`.
-    async fn handle(&mut self, index: usize, event: Event, batch: &mut Vec<TopicRecord>) -> Result<()> {
+    /// Whether every partition of a range reader has reached its end.
+    pub fn finished(&self) -> bool {
+        self.cursors.iter().all(|c| c.finished)
+    }
+
+    /// Takes, skips or flags one event of cursor `index`. Never fails and
+    /// never waits: what needs the cluster is left to [`Self::repair`].
+    fn handle(&mut self, index: usize, event: Event, batch: &mut Vec<TopicRecord>) {
+        let topic = &self.topic;
+        let cursor = &mut self.cursors[index];
         let record = match event {
-            Event::Ended => return self.ended(index).await,
-            Event::Record(record) => record.map_err(|e| anyhow!("reading topic {}: {e}", self.topic))?,
+            Event::Ended => return cursor.needs(Repair::Ended),
+            Event::Record(Err(e)) => {
+                tracing::warn!(
+                    topic = %topic,
+                    partition = cursor.partition,
+                    offset = cursor.next,
+                    error = %e,
+                    "the Fluvio stream failed; reading again from the next offset"
+                );
+                return cursor.needs(Repair::Reopen { grow: true });
+            }
+            Event::Record(Ok(record)) => record,
         };
         let offset = u64::try_from(record.offset()).unwrap_or(0);
-        let cursor = &mut self.cursors[index];
         match classify(cursor.next, offset) {
-            Seen::Old => Ok(()),
+            Seen::Old => {}
             Seen::Gap { expected, found } => {
                 tracing::warn!(
-                    topic = %self.topic,
+                    topic = %topic,
                     partition = cursor.partition,
                     missing = format!("{expected}..{found}"),
+                    max_bytes = cursor.max_bytes,
                     "the Fluvio stream skipped records (a batch cut short by the fetch size); reading them again"
                 );
-                self.reopen(index, true).await
+                cursor.needs(Repair::Reopen { grow: true });
             }
             Seen::Next => {
+                if cursor.until.is_some_and(|until| offset >= until) {
+                    return cursor.finish();
+                }
                 cursor.next = offset + 1;
                 cursor.reopens = 0;
                 cursor.last_record = Instant::now();
-                if cursor.until.is_some_and(|until| offset >= until) {
-                    cursor.stream = None;
-                    return Ok(());
-                }
-                if cursor.until.is_some_and(|until| cursor.next >= until) {
-                    cursor.stream = None;
-                }
                 batch.push(to_topic_record(cursor.partition, offset, &record));
-                Ok(())
+                if cursor.until.is_some_and(|until| cursor.next >= until) {
+                    cursor.finish();
+                }
             }
         }
     }
 
-    /// A stream that ends (a range reader at the end of the log) is done only
-    /// if it reached its range's end or the partition's.
+    /// Carries out the repairs that are due. Called only while no record is
+    /// held, so a failure here loses nothing; the cursor keeps its repair and
+    /// is tried again after [`REPAIR_RETRY`].
+    async fn repair(&mut self) -> Result<()> {
+        let now = Instant::now();
+        for index in 0..self.cursors.len() {
+            let cursor = &self.cursors[index];
+            let Some(repair) = cursor.repair else {
+                continue;
+            };
+            if cursor.retry_at.is_some_and(|at| at > now) {
+                continue;
+            }
+            let outcome = match repair {
+                Repair::Ended => self.ended(index).await,
+                Repair::Reopen { grow } => self.reopen(index, grow).await,
+            };
+            if let Err(e) = outcome {
+                self.cursors[index].retry_at = Some(Instant::now() + REPAIR_RETRY);
+                return Err(e);
+            }
+            self.cursors[index].retry_at = None;
+        }
+        Ok(())
+    }
+
+    /// A followed partition's stream that ends is opened again, whatever its
+    /// position (a caught-up partition is still followed). A range is done if
+    /// it reached its end or the partition's; else it reads on.
     async fn ended(&mut self, index: usize) -> Result<()> {
+        if self.continuous {
+            tracing::info!(
+                topic = %self.topic,
+                partition = self.cursors[index].partition,
+                offset = self.cursors[index].next,
+                "the Fluvio stream ended; following the partition again"
+            );
+            return self.reopen(index, false).await;
+        }
         let bounds = bounds_of(&self.fluvio, &self.topic, self.cursors[index].partition).await?;
         let cursor = &mut self.cursors[index];
         let end = cursor.until.map_or(bounds.next, |until| until.min(bounds.next));
         if cursor.next >= end {
-            cursor.stream = None;
+            cursor.finish();
             return Ok(());
         }
         tracing::warn!(
@@ -220,6 +311,10 @@ impl FluvioReader {
             );
             cursor.next = bounds.first;
         }
+        if cursor.until.is_some_and(|until| cursor.next >= until) {
+            cursor.finish();
+            return Ok(());
+        }
         cursor.reopens += 1;
         if cursor.reopens > MAX_REOPENS {
             bail!(
@@ -233,21 +328,16 @@ impl FluvioReader {
         if grow {
             cursor.max_bytes = grown(cursor.max_bytes);
         }
+        let (from, max_bytes) = (cursor.next, cursor.max_bytes);
+        let stream = open_stream(&self.fluvio, &self.topic, partition, from, max_bytes, self.continuous).await?;
+        let cursor = &mut self.cursors[index];
+        cursor.stream = Some(stream);
+        cursor.repair = None;
         cursor.last_record = Instant::now();
-        let stream = open_stream(
-            &self.fluvio,
-            &self.topic,
-            partition,
-            cursor.next,
-            cursor.max_bytes,
-            self.continuous,
-        )
-        .await?;
-        self.cursors[index].stream = Some(stream);
         Ok(())
     }
 
-    /// After a quiet spell, reopens any partition whose end is past what it read.
+    /// After a quiet spell, flags any partition whose end is past what it read.
     async fn check_idle(&mut self) -> Result<()> {
         if self.last_idle_check.elapsed() < IDLE_CHECK {
             return Ok(());
@@ -258,16 +348,16 @@ impl FluvioReader {
             if cursor.stream.is_none() || cursor.last_record.elapsed() < IDLE_CHECK {
                 continue;
             }
-            let partition = cursor.partition;
-            let bounds = bounds_of(&self.fluvio, &self.topic, partition).await?;
-            if self.cursors[index].next < bounds.next {
+            let bounds = bounds_of(&self.fluvio, &self.topic, cursor.partition).await?;
+            let cursor = &mut self.cursors[index];
+            if cursor.next < bounds.next {
                 tracing::warn!(
                     topic = %self.topic,
                     partition = bounds.partition,
-                    missing = format!("{}..{}", self.cursors[index].next, bounds.next),
+                    missing = format!("{}..{}", cursor.next, bounds.next),
                     "records are in the topic but the Fluvio stream delivered none; reading them again"
                 );
-                self.reopen(index, true).await?;
+                cursor.needs(Repair::Reopen { grow: true });
             }
         }
         Ok(())
@@ -298,6 +388,15 @@ impl FluvioReader {
             Poll::Ready(None)
         }
     }
+
+    /// When the earliest postponed repair is due, if any repair is pending.
+    fn next_repair(&self) -> Option<Instant> {
+        self.cursors
+            .iter()
+            .filter(|c| c.repair.is_some())
+            .map(|c| c.retry_at.unwrap_or_else(Instant::now))
+            .min()
+    }
 }
 
 impl TopicReader for FluvioReader {
@@ -305,6 +404,7 @@ impl TopicReader for FluvioReader {
         let deadline = tokio::time::Instant::now() + wait;
         let mut batch = Vec::new();
         while batch.is_empty() {
+            self.repair().await?;
             let polled = tokio::time::timeout_at(deadline, std::future::poll_fn(|cx| self.poll_any(cx))).await;
             match polled {
                 Err(_) => {
@@ -313,13 +413,19 @@ impl TopicReader for FluvioReader {
                     }
                     return Ok(batch);
                 }
-                Ok(None) => return Ok(batch),
-                Ok(Some((index, event))) => self.handle(index, event, &mut batch).await?,
+                // No stream is open: every cursor is finished or waits for a repair.
+                Ok(None) => match self.next_repair() {
+                    Some(due) if tokio::time::Instant::from_std(due) < deadline => {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+                    }
+                    _ => return Ok(batch),
+                },
+                Ok(Some((index, event))) => self.handle(index, event, &mut batch),
             }
         }
         while batch.len() < max {
             match std::future::poll_fn(|cx| self.poll_any(cx)).now_or_never() {
-                Some(Some((index, event))) => self.handle(index, event, &mut batch).await?,
+                Some(Some((index, event))) => self.handle(index, event, &mut batch),
                 _ => break,
             }
         }
@@ -390,6 +496,101 @@ mod tests {
                 found: 1_130
             }
         );
+    }
+
+    /// Produces `batches` batches of `per_batch` records of `size` bytes to
+    /// partition 0 of `topic` (one batch per flush).
+    pub(crate) async fn produce_batches(fluvio: &Fluvio, topic: &str, batches: usize, per_batch: usize, size: usize) {
+        let config = fluvio::TopicProducerConfigBuilder::default()
+            .batch_size(64 * 1024 * 1024)
+            .max_request_size(32 * 1024 * 1024)
+            .linger(Duration::from_secs(3600))
+            .build()
+            .expect("producer config");
+        let producer = fluvio
+            .topic_producer_with_config(topic, config)
+            .await
+            .expect("producer");
+        for b in 0..batches {
+            for r in 0..per_batch {
+                let mut value = format!("{b:06}-{r:06}").into_bytes();
+                value.resize(size, b'x');
+                producer.send(fluvio::RecordKey::NULL, value).await.expect("send");
+            }
+            producer.flush().await.expect("flush");
+        }
+    }
+
+    pub(crate) async fn cluster_with_topic(topic: &str, partitions: u32) -> (fluvio_testbed::TestCluster, Arc<Fluvio>) {
+        let cluster = fluvio_testbed::TestCluster::start().await.expect("cluster");
+        let fluvio = Fluvio::connect_with_config(&fluvio::FluvioClusterConfig::new(cluster.sc_endpoint()))
+            .await
+            .expect("connect");
+        fluvio
+            .admin()
+            .await
+            .create(
+                topic.to_string(),
+                false,
+                fluvio::metadata::topic::TopicSpec::new_computed(partitions, 1, None),
+            )
+            .await
+            .expect("create topic");
+        (cluster, Arc::new(fluvio))
+    }
+
+    /// Issue 8 §1: an error met while a batch is being filled must not cost the
+    /// records already taken from the stream. Frames of 64 KiB cut 50 KiB
+    /// batches, so the second frame starts with a gap; the reopen it calls for
+    /// fails (the SC is gone). Whatever a call returns, the reader's position
+    /// stays one past the last record it handed out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_error_while_filling_a_batch_loses_no_record() {
+        let (cluster, fluvio) = cluster_with_topic("loss", 1).await;
+        produce_batches(&fluvio, "loss", 20, 50, 1_000).await;
+        let start = PartitionStart {
+            partition: 0,
+            from: 0,
+            until: None,
+        };
+        let mut reader = FluvioReader::open(fluvio.clone(), "loss", &[start], 64 * 1024, true)
+            .await
+            .expect("reader");
+        let first = reader
+            .next_batch(1, Duration::from_secs(10))
+            .await
+            .expect("first record");
+        assert_eq!(first.len(), 1);
+        let mut last = first[0].offset;
+        // Let the next frame arrive, then take the SC away.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.stop_sc().await.expect("stop sc");
+        // Without an SC, admin calls wait for the client's 60 s socket timeout;
+        // a call cut short by this test's timeout counts as a failure (the
+        // reader must be cancel-safe too).
+        let mut errors = 0;
+        for _ in 0..3 {
+            let call = tokio::time::timeout(
+                Duration::from_secs(3),
+                reader.next_batch(10_000, Duration::from_secs(2)),
+            );
+            match call.await.unwrap_or_else(|_| Err(anyhow!("timed out"))) {
+                Ok(batch) => {
+                    for record in &batch {
+                        assert_eq!(record.offset, last + 1, "records in order, none skipped");
+                        last = record.offset;
+                    }
+                }
+                Err(_) => errors += 1,
+            }
+            assert_eq!(
+                reader.cursors[0].next,
+                last + 1,
+                "the position is one past the last record handed out"
+            );
+        }
+        assert!(errors > 0, "the reopen without an SC fails");
+        assert!(last >= 50, "the whole first batch was handed out (last offset {last})");
     }
 
     #[test]
