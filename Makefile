@@ -1,46 +1,103 @@
 # The two set-up commands of the README are `make demo` and `make test`; each
-# installs what it needs (rustup targets) and builds what it uses.
+# installs what it needs (rustup targets) and builds what it uses. Both build
+# with one profile and one feature set (Cargo.toml), so `make test` reuses
+# every dependency `make demo` built. Independent builds run side by side
+# (`$(MAKE) -j2`, one jobserver: never more jobs than cores).
 
 SM_DIR := smartmodules/falcon-audit-to-cloudtrail
 SM_WASM := $(SM_DIR)/target/wasm32-wasip1/release/falcon_audit_to_cloudtrail.wasm
 OCSF_DIR := smartmodules/falcon-audit-to-ocsf
-GLUE_DIR := smartmodules/glue
+# The modules' shared glue: not a workspace of its own in the build, its tests
+# run inside the OCSF module's workspace (one target dir, no extra build).
+OCSF_TESTS := -p falcon-audit-to-ocsf -p falcon-lake-glue
 
-.PHONY: demo test setup wasm lint bench
+# Clippy as the compiler of the workspace's own crates in the test build: the
+# same lints as `cargo clippy --all-targets -- -D warnings`, without a second,
+# check-mode build of every dependency.
+CLIPPY := RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: demo test setup tools wasm wasm-demo lint fmt deps-check bench \
+	build-demo build-bin build-test build-tests build-sm-tests lint-faults
 
 ## Runs both emulators and the whole pipeline, then prints a summary.
-demo: wasm
+demo: setup
+	$(MAKE) --no-print-directory -j2 build-demo
 	cargo run --bin falcon-lake -- demo --wasm $(SM_WASM)
 
+build-demo: wasm-demo build-bin
+
+# The demo needs only the SmartModule for wasm32-wasip1.
+wasm-demo:
+	+cd $(SM_DIR) && cargo build --release --target wasm32-wasip1
+
+build-bin:
+	+cargo build --bin falcon-lake
+
 ## Runs every check CI runs: formatting, clippy, all tests (native and wasm).
-test: wasm lint
-	AWS_EC2_METADATA_DISABLED=true cargo test --workspace
-	cd $(SM_DIR) && cargo test
-	cd $(OCSF_DIR) && cargo test
-	cd $(GLUE_DIR) && cargo test
+test: setup tools fmt deps-check
+	$(MAKE) --no-print-directory -j2 build-test
+	$(CLIPPY) cargo test --workspace --tests
+	sh deploy/systemd/verify.sh target/debug/falcon-lake
+	cd $(SM_DIR) && $(CLIPPY) cargo test
+	cd $(OCSF_DIR) && $(CLIPPY) cargo test $(OCSF_TESTS)
+
+build-test: wasm build-tests build-sm-tests lint-faults
+
+# Every target of the workspace, benches included, built once with clippy's lints.
+build-tests:
+	+$(CLIPPY) cargo test --workspace --all-targets --no-run
+
+build-sm-tests:
+	+cd $(SM_DIR) && $(CLIPPY) cargo test --all-targets --no-run
+	+cd $(OCSF_DIR) && $(CLIPPY) cargo test --all-targets --no-run $(OCSF_TESTS)
+
+lint-faults:
+	+cd smartmodules/test-faults && cargo clippy -- -D warnings
 
 setup:
 	rustup target add wasm32-wasip1 wasm32-unknown-unknown
 
+tools:
+	rustup component add rustfmt clippy
+
 ## Builds both SmartModules for both targets (what smdk builds, and --nowasi).
 wasm: setup
-	cd $(SM_DIR) && cargo build --release --target wasm32-wasip1
-	cd $(SM_DIR) && cargo build --release --target wasm32-unknown-unknown
-	cd $(OCSF_DIR) && cargo build --release --target wasm32-wasip1
-	cd $(OCSF_DIR) && cargo build --release --target wasm32-unknown-unknown
-	cd smartmodules/test-faults && cargo build --release --target wasm32-wasip1
+	+cd $(SM_DIR) && cargo build --release --target wasm32-wasip1
+	+cd $(SM_DIR) && cargo build --release --target wasm32-unknown-unknown
+	+cd $(OCSF_DIR) && cargo build --release --target wasm32-wasip1
+	+cd $(OCSF_DIR) && cargo build --release --target wasm32-unknown-unknown
+	+cd smartmodules/test-faults && cargo build --release --target wasm32-wasip1
 
-lint:
-	rustup component add rustfmt clippy
+fmt: tools
 	cargo fmt --all --check
 	cd $(SM_DIR) && cargo fmt --check
 	cd $(OCSF_DIR) && cargo fmt --check
-	cd $(GLUE_DIR) && cargo fmt --check
+	cd smartmodules/glue && cargo fmt --check
+	cd smartmodules/test-faults && cargo fmt --check
+
+## `cargo run` and `cargo test` must resolve the same features (else the tests
+## rebuild most of the graph), and the AWS SDK must not bring back its legacy
+## HTTPS stack (hyper 0.14, rustls 0.21, ring).
+deps-check:
+	@mkdir -p target
+	@cargo tree -p falcon-lake -e normal,build -f '{p}|{f}' --prefix none | sed 's/ (\*)$$//' | sort -u > target/.features-run
+	@cargo tree --workspace -e normal,build,dev -f '{p}|{f}' --prefix none | sed 's/ (\*)$$//' | sort -u > target/.features-test
+	@awk -F'|' 'NR == FNR { run[$$1] = run[$$1] " [" $$2 "]"; next } { test[$$1] = test[$$1] " [" $$2 "]" } \
+		END { for (p in run) if (p in test && run[p] != test[p]) { bad = 1; \
+			print "deps-check: " p " has features" run[p] " for cargo run but" test[p] " for cargo test;" } \
+		if (bad) print "deps-check: enable the extra features in the root [dependencies] (see the comment there)"; exit bad }' \
+		target/.features-run target/.features-test
+	@if cargo tree --workspace -e normal -i hyper@0.14 >/dev/null 2>&1; then \
+		echo "deps-check: hyper 0.14 is back: give every aws-sdk-* crate default-features = false," \
+			'features = ["behavior-version-latest", "default-https-client", "rt-tokio"]'; exit 1; fi
+
+## What `make test` lints, the classic way (a check-mode build of everything).
+lint: fmt
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd $(SM_DIR) && cargo clippy --all-targets -- -D warnings
-	cd $(OCSF_DIR) && cargo clippy --all-targets -- -D warnings
-	cd $(GLUE_DIR) && cargo clippy --all-targets -- -D warnings
-	cd smartmodules/test-faults && cargo fmt --check && cargo clippy -- -D warnings
+	cd $(OCSF_DIR) && cargo clippy --all-targets $(OCSF_TESTS) -- -D warnings
+	cd smartmodules/test-faults && cargo clippy -- -D warnings
 
 ## Benchmarks (release build); each prints its figures.
 bench: wasm
@@ -48,3 +105,5 @@ bench: wasm
 	cargo bench --bench smartmodule
 	cargo bench --bench publisher
 	cargo bench --bench pipeline
+	cargo bench --bench crash
+	cargo bench --bench recovery

@@ -9,20 +9,12 @@
 //! `cargo bench --bench pipeline [-- THROUGHPUT_EVENTS BACKLOG_EVENTS]`
 //! (defaults 100,000 and 1,000,000).
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use falcon_lake::emulate::cloudtrail::{CloudTrailEmulator, CloudTrailEmulatorConfig};
-use falcon_lake::emulate::falcon::{FalconEmulator, FalconEmulatorConfig, Mix};
-use falcon_lake::emulate::lock;
-use falcon_lake::emulate::pipeline_config::EmulatedConfig;
-
-const CHANNEL: &str = "arn:aws:cloudtrail:us-east-1:111122223333:channel/bench";
-const KEY: &str = "AKIABENCHMARK0000001";
-const SECRET: &str = "BenchmarkSecretAccessKey0123456789abcdef";
-const CLIENT_ID: &str = "0123456789abcdef0123456789abcdef";
-const CLIENT_SECRET: &str = "BenchmarkFalconClientSecret0123456789abc";
+use common::{stop, Setup};
+use falcon_lake::emulate::falcon::Mix;
 
 fn main() -> anyhow::Result<()> {
     let mut numbers = std::env::args().skip(1).filter_map(|a| a.parse::<u64>().ok());
@@ -33,73 +25,6 @@ fn main() -> anyhow::Result<()> {
         throughput(throughput_events).await?;
         memory(backlog_events).await
     })
-}
-
-struct Setup {
-    falcon: FalconEmulator,
-    cloudtrail: CloudTrailEmulator,
-    dir: tempfile::TempDir,
-    metrics_port: u16,
-}
-
-async fn setup(events: u64, mix: Mix) -> anyhow::Result<Setup> {
-    let mut falcon = FalconEmulatorConfig::new(CLIENT_ID, CLIENT_SECRET);
-    falcon.events = events;
-    falcon.mix = mix;
-    falcon.partitions = 2;
-    let falcon = FalconEmulator::start(falcon).await?;
-    let mut cloudtrail = CloudTrailEmulatorConfig::new(CHANNEL, KEY, SECRET);
-    cloudtrail.tps = 100.0;
-    cloudtrail.latency_ms = 50;
-    let cloudtrail = CloudTrailEmulator::start(cloudtrail).await?;
-    let dir = tempfile::tempdir()?;
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("smartmodules/falcon-audit-to-cloudtrail/target/wasm32-wasip1/release/falcon_audit_to_cloudtrail.wasm");
-    anyhow::ensure!(wasm.exists(), "{} is missing: run `make wasm`", wasm.display());
-    let metrics = format!("metrics:\n  address: 127.0.0.1:{metrics_port}\n");
-    let config = EmulatedConfig {
-        name: "bench",
-        falcon_url: falcon.url(),
-        client_id: CLIENT_ID,
-        cloudtrail_url: cloudtrail.url(),
-        channel_arn: CHANNEL,
-        wasm: &wasm,
-        db: Path::new("log.db"),
-        sync: "full",
-        extra_falcon: "",
-        extra_cloudtrail: "",
-        extra: &metrics,
-    }
-    .yaml();
-    std::fs::write(dir.path().join("config.yaml"), config)?;
-    std::fs::write(
-        dir.path().join("secrets.txt"),
-        format!("FALCON_CLIENT_SECRET={CLIENT_SECRET}\n"),
-    )?;
-    Ok(Setup {
-        falcon,
-        cloudtrail,
-        dir,
-        metrics_port,
-    })
-}
-
-fn spawn(setup: &Setup) -> anyhow::Result<Child> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_falcon-lake"))
-        .current_dir(setup.dir.path())
-        .args(["run", "--config", "config.yaml", "--secrets", "secrets.txt"])
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?)
-}
-
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
 }
 
 /// Peak resident memory of `pid` so far (VmHWM), in bytes.
@@ -114,24 +39,20 @@ fn peak_rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn stored(setup: &Setup) -> usize {
-    lock(&setup.cloudtrail.state.store).records.len()
-}
-
 async fn throughput(events: u64) -> anyhow::Result<()> {
-    let setup = setup(events, Mix::Audit).await?;
+    let setup = Setup::start(events, Mix::Audit, "").await?;
     let started = Instant::now();
-    let mut child = spawn(&setup)?;
+    let mut child = setup.spawn()?;
     let mut first: Option<Instant> = None;
     let deadline = Instant::now() + Duration::from_secs(events / 1_000 + 120);
-    while (stored(&setup) as u64) < events {
-        if first.is_none() && stored(&setup) > 0 {
+    while (setup.stored() as u64) < events {
+        if first.is_none() && setup.stored() > 0 {
             first = Some(Instant::now());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
             "timed out with {} of {events} delivered",
-            stored(&setup)
+            setup.stored()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -152,11 +73,13 @@ async fn throughput(events: u64) -> anyhow::Result<()> {
 
 async fn memory(backlog: u64) -> anyhow::Result<()> {
     let began = Instant::now();
-    let setup = setup(backlog, Mix::Realistic).await?;
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let metrics = format!("metrics:\n  address: 127.0.0.1:{metrics_port}\n");
+    let setup = Setup::start(backlog, Mix::Realistic, &metrics).await?;
     println!("memory: {backlog} events generated in {:.1?}", began.elapsed());
-    let mut child = spawn(&setup)?;
+    let mut child = setup.spawn()?;
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let url = format!("http://127.0.0.1:{}/metrics", setup.metrics_port);
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
     let started = Instant::now();
     let mut read = 0;
     while read < backlog {
@@ -178,7 +101,7 @@ async fn memory(backlog: u64) -> anyhow::Result<()> {
     // Let the sink work through the backlog for a while too.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let rss = peak_rss(child.id());
-    let delivered = stored(&setup);
+    let delivered = setup.stored();
     stop(&mut child);
     drop(setup.falcon);
     println!(

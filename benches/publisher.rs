@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use falcon_lake::cloudtrail::{CloudTrailConfig, CloudTrailMetrics, Outcome, PublishItem, Publisher};
+use falcon_lake::cloudtrail::CloudTrailConfig;
 use falcon_lake::emulate::cloudtrail::{CloudTrailEmulator, CloudTrailEmulatorConfig};
+use falcon_lake::publish::{Outcome, PublishItem, PublishMetrics, Publisher};
 
 const CHANNEL: &str = "arn:aws:cloudtrail:us-east-1:111122223333:channel/bench";
 const KEY: &str = "AKIABENCHMARK0000001";
@@ -26,8 +27,8 @@ async fn run(events: u64) -> anyhow::Result<()> {
     emulator_config.latency_ms = 50;
     let emulator = CloudTrailEmulator::start(emulator_config).await?;
     let mut config = CloudTrailConfig::new(CHANNEL);
-    config.endpoint_url = Some(emulator.url().clone());
-    let metrics = Arc::new(CloudTrailMetrics::default());
+    config.aws.endpoint_url = Some(emulator.url().clone());
+    let metrics = Arc::new(PublishMetrics::default());
     let creds = aws_sdk_cloudtraildata::config::Credentials::new(KEY, SECRET, None, None, "bench");
     let publisher = Publisher::new(&config, Some(creds), metrics.clone()).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(4_096);
@@ -50,6 +51,7 @@ async fn run(events: u64) -> anyhow::Result<()> {
                 .send(PublishItem {
                     id: format!("c_0_{i}"),
                     event_data,
+                    record_time_ms: None,
                     token: i,
                 })
                 .await

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::cloudtrail::{CloudTrailMetrics, Publisher};
 use crate::config::connector::ConnectorFile;
 use crate::config::connectors::{SinkConnectorConfig, SourceConnectorConfig};
 use crate::config::secrets::SecretStore;
@@ -20,6 +19,7 @@ use crate::pipeline::metrics::{serve_configured, MetricsSources, PipelineMetrics
 use crate::pipeline::recovery::TopicCursors;
 use crate::pipeline::sink::{run_sink, SinkParts};
 use crate::pipeline::{shutdown, source::run_source};
+use crate::publish::{PublishMetrics, Publisher};
 use crate::topic::fluvio::{FluvioBackend, ProducerSettings, TopicDefinition};
 use crate::transform::load_chain;
 
@@ -30,6 +30,8 @@ pub enum Kind {
     Source,
     /// `cloudtrail-lake-sink`: a topic into CloudTrail Lake.
     Sink,
+    /// `cloudwatch-logs-sink`: a topic into CloudWatch Logs.
+    CloudWatchSink,
 }
 
 /// `--config` and `--secrets`, the only arguments `cdk` passes.
@@ -86,7 +88,8 @@ pub fn main(kind: Kind) -> ExitCode {
         runtime.block_on(async move {
             match kind {
                 Kind::Source => run_source_connector(args).await,
-                Kind::Sink => run_sink_connector(args).await,
+                Kind::Sink => run_sink_connector(args, "cloudtrail").await,
+                Kind::CloudWatchSink => run_sink_connector(args, "cloudwatch").await,
             }
         })
     });
@@ -124,7 +127,7 @@ pub async fn run_source_connector(args: ConnectorArgs) -> Result<()> {
     let sources = MetricsSources {
         pipeline: Arc::new(PipelineMetrics::default()),
         falcon: Some(falcon_metrics),
-        cloudtrail: None,
+        publisher: None,
     };
     let _server = serve_configured(&config.metrics, &sources).await?;
     let cursors = TopicCursors::new(backend.topic(&topic));
@@ -135,20 +138,28 @@ pub async fn run_source_connector(args: ConnectorArgs) -> Result<()> {
     Ok(())
 }
 
-/// The sink connector: `meta.topic` through the transforms into CloudTrail Lake.
-pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
+/// A sink connector: `meta.topic` through the transforms into the destination
+/// of the `section` the connector is for (`cloudtrail` or `cloudwatch`).
+pub async fn run_sink_connector(args: ConnectorArgs, section: &str) -> Result<()> {
     let config = SinkConnectorConfig::load(&args.config, &SecretStore::from_arg(args.secrets.as_deref()))?;
+    if config.destination.section() != section {
+        bail!(
+            "{}: this connector delivers to `{section}`, but the config has a `{}` section",
+            args.config.display(),
+            config.destination.section()
+        );
+    }
     let topic = config.topic().to_string();
     let consumer = config.file.meta.consumer_id();
     let dead_letter = config.dead_letter_topic();
     let backend = connect(&config.file, &dead_letter).await?;
     let chain = load_chain(&config.file.transforms, &config.file.base_dir(), Some(&backend)).await?;
-    let cloudtrail_metrics = Arc::new(CloudTrailMetrics::default());
-    let publisher = Publisher::new(&config.cloudtrail, None, cloudtrail_metrics.clone()).await?;
+    let publish_metrics = Arc::new(PublishMetrics::default());
+    let publisher = Publisher::new(&config.destination, None, publish_metrics.clone()).await?;
     let sources = MetricsSources {
         pipeline: Arc::new(PipelineMetrics::default()),
         falcon: None,
-        cloudtrail: Some(cloudtrail_metrics),
+        publisher: Some(publish_metrics.clone()),
     };
     let _server = serve_configured(&config.metrics, &sources).await?;
     let reader = backend
@@ -163,6 +174,12 @@ pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
     let committer = backend.committer(&topic, &consumer);
     let inspect = backend.topic(&topic);
     let dead_letters = backend.writer(&dead_letter, &ProducerSettings::default()).await?;
+    let status_topic = crate::ops::topics::status_topic(&topic);
+    backend
+        .ensure_topic(&TopicDefinition::Name(status_topic.clone()))
+        .await?;
+    let status_writer = backend.writer(&status_topic, &ProducerSettings::default()).await?;
+    let status_inspect = backend.topic(&status_topic);
     let cancel = CancellationToken::new();
     shutdown::install(cancel.clone());
     tracing::info!(topic = %topic, consumer = %consumer, "monitoring started");
@@ -173,7 +190,13 @@ pub async fn run_sink_connector(args: ConnectorArgs) -> Result<()> {
         inspect: Some(&inspect),
         topic,
     };
-    run_sink(parts, chain, publisher, &config.sink, &sources.pipeline, false, cancel).await?;
+    let status_log = crate::ops::status_log::StatusLog {
+        writer: &status_writer,
+        inspect: &status_inspect,
+        instance: config.file.meta.name.clone(),
+    };
+    let sink = run_sink(parts, chain, publisher, &config.sink, &sources.pipeline, false, cancel);
+    crate::ops::status_log::recorded(status_log, || publish_metrics.delivered.get(), sink).await?;
     Ok(())
 }
 

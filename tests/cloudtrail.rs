@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use common::*;
-use falcon_lake::cloudtrail::PublishItem;
+use falcon_lake::publish::PublishItem;
 
 /// Ids stored by the emulator and how often.
 async fn stored_ids(control: &Control) -> BTreeMap<String, u64> {
@@ -29,7 +29,10 @@ fn all(count: u64) -> Vec<u64> {
 #[tokio::test]
 async fn delivers_in_batches_of_100_with_checksums_and_the_recipient() {
     let (emulator, control) = start_cloudtrail(cloudtrail_emulator_config()).await;
-    let published = publish(publisher_config(emulator.url()), items(250, 10)).await;
+    let mut config = publisher_config(emulator.url());
+    // Batches close when full or when the input ends, never by time: the count is exact.
+    config.publish.linger = Duration::from_secs(30);
+    let published = publish(config, items(250, 10)).await;
     published.result.as_ref().expect("no fatal error");
     assert_eq!(published.delivered(), all(250));
     assert_eq!(control.stat("requests").await, 3, "100 + 100 + 50");
@@ -119,7 +122,7 @@ async fn retries_and_slows_down_when_throttled() {
     config.burst = Some(2.0);
     let (emulator, control) = start_cloudtrail(config).await;
     let mut publisher = publisher_config(emulator.url());
-    publisher.batch_max_events = 10;
+    publisher.publish.batch_max_events = 10;
     let published = publish(publisher, items(300, 10)).await;
     published.result.as_ref().expect("no fatal error");
     assert_eq!(published.delivered(), all(300));
@@ -164,9 +167,10 @@ async fn lost_replies_are_retried_at_least_once() {
         )
         .await;
     let mut config = publisher_config(emulator.url());
-    config.request_timeout = Duration::from_millis(700);
-    config.batch_max_events = 10;
-    config.max_in_flight = 1;
+    config.publish.request_timeout = Duration::from_millis(700);
+    config.publish.batch_max_events = 10;
+    config.publish.max_in_flight = 1;
+    config.publish.linger = Duration::from_secs(30);
     let published = publish(config, items(40, 10)).await;
     published.result.as_ref().expect("no fatal error");
     assert_eq!(published.delivered(), all(40));
@@ -297,7 +301,7 @@ async fn permissions_external_ids_and_signatures() {
     published.result.as_ref().expect("delivered with the external ID");
     assert_eq!(published.delivered(), all(3));
 
-    let metrics = std::sync::Arc::new(falcon_lake::cloudtrail::CloudTrailMetrics::default());
+    let metrics = std::sync::Arc::new(falcon_lake::publish::PublishMetrics::default());
     for (key, secret, code) in [
         (
             ACCESS_KEY_ID,
@@ -307,7 +311,7 @@ async fn permissions_external_ids_and_signatures() {
         ("AKIAUNKNOWNKEY000000", SECRET_ACCESS_KEY, "UnrecognizedClientException"),
     ] {
         let creds = aws_sdk_cloudtraildata::config::Credentials::new(key, secret, None, None, "test");
-        let publisher = falcon_lake::cloudtrail::Publisher::new(&with_id, Some(creds), metrics.clone())
+        let publisher = falcon_lake::publish::Publisher::new(&with_id, Some(creds), metrics.clone())
             .await
             .expect("publisher");
         let (tx, rx) = tokio::sync::mpsc::channel(10);
@@ -365,4 +369,89 @@ async fn emulator_checks_limits_and_errors_in_aws_wire_format() {
         .await
         .expect("request");
     assert_eq!(other.status(), 404);
+}
+
+#[tokio::test]
+async fn request_level_validation_exception_stops_with_nothing_acknowledged() {
+    let (emulator, control) = start_cloudtrail(cloudtrail_emulator_config()).await;
+    control
+        .post(
+            "_emulator/faults",
+            json!({"fault": "exception", "code": "ValidationException"}).to_string(),
+        )
+        .await;
+    // Our request is wrong: every event would fail alike, so nothing is
+    // dead-lettered one by one and nothing is acknowledged.
+    assert_fatal(
+        publish(publisher_config(emulator.url()), items(30, 10)).await,
+        "ValidationException",
+        "report this as a bug",
+    )
+    .await;
+    assert_eq!(control.stat("stored_events").await, 0);
+}
+
+/// The bare CloudTrail Data SDK against the emulator at `url`.
+fn cloudtrail_sdk(url: &url::Url) -> aws_sdk_cloudtraildata::Client {
+    let config = aws_sdk_cloudtraildata::Config::builder()
+        .behavior_version(aws_sdk_cloudtraildata::config::BehaviorVersion::latest())
+        .region(aws_sdk_cloudtraildata::config::Region::new("us-east-1"))
+        .endpoint_url(url.as_str().trim_end_matches('/'))
+        .credentials_provider(test_credentials())
+        .build();
+    aws_sdk_cloudtraildata::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn emulator_checks_the_external_id_with_the_ascii_pattern() {
+    use aws_sdk_cloudtraildata::error::ProvideErrorMetadata;
+    let (emulator, control) = start_cloudtrail(cloudtrail_emulator_config()).await;
+    let event = aws_sdk_cloudtraildata::types::AuditEvent::builder()
+        .id("cid_0_1")
+        .event_data(event_data(1, 10).replacen('{', &format!("{{\"recipientAccountId\":\"{OWNER}\","), 1))
+        .build()
+        .expect("event");
+    let client = cloudtrail_sdk(emulator.url());
+    let send = |external_id: &'static str| {
+        client
+            .put_audit_events()
+            .channel_arn(CHANNEL_ARN)
+            .external_id(external_id)
+            .audit_events(event.clone())
+            .send()
+    };
+    // `\w` in AWS's pattern `^[\w+=,.@:\/-]*$` is ASCII: letters beyond it are refused.
+    let err = send("extérieur-42").await.expect_err("refused").into_service_error();
+    assert_eq!(err.code(), Some("ValidationException"), "{err:?}");
+    let err = send("x").await.expect_err("too short").into_service_error();
+    assert_eq!(err.code(), Some("ValidationException"));
+    send("falcon-lake_ext.42@acme:x/y=z+w,v").await.expect("ASCII is fine");
+    assert_eq!(control.stat("stored_events").await, 1);
+}
+
+#[tokio::test]
+async fn emulator_refuses_remote_listening_and_unbounded_counts() {
+    let mut config = cloudtrail_emulator_config();
+    config.listen = "0.0.0.0:0".parse().expect("addr");
+    let err = falcon_lake::emulate::cloudtrail::CloudTrailEmulator::start(config)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("--allow-remote"), "{err}");
+    let (emulator, _control) = start_cloudtrail(cloudtrail_emulator_config()).await;
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let fault = json!({"fault": "malformed_body"}).to_string();
+    for (count, status) in [("10001", 400), ("abc", 400), ("0", 400), ("10000", 204)] {
+        let answer = http
+            .post(
+                emulator
+                    .url()
+                    .join(&format!("_emulator/faults?count={count}"))
+                    .expect("url"),
+            )
+            .body(fault.clone())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(answer.status(), status, "count={count}");
+    }
 }

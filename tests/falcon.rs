@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use common::*;
+use falcon_lake::emulate::falcon::SessionLinger;
 use falcon_lake::falcon::{FalconError, StartPosition};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -199,7 +200,7 @@ async fn rejected_lines_name_partition_and_previous_offset() {
 #[tokio::test]
 async fn held_app_id_is_retried_until_free() {
     let mut config = falcon_emulator_config();
-    config.session_linger = Duration::from_millis(1_500);
+    config.session_linger = SessionLinger::For(Duration::from_millis(1_500));
     config.events = 50;
     let (emulator, control) = start_falcon(config).await;
     let first = RunningClient::start(client_config(emulator.url()), MapCursors::default());
@@ -211,6 +212,68 @@ async fn held_app_id_is_retried_until_free() {
     assert!(second.counter("discovery_empty") >= 1, "the appId was held at first");
     assert!(control.stat("discoveries_empty").await >= 1);
     assert!(began.elapsed() >= Duration::from_millis(1_000), "waited for the linger");
+    second.stop().await.expect("clean stop");
+}
+
+/// Issue 9 §8: at the emulator's default, as with the real API, a session
+/// outlives its connection and holds the appId until it expires unrefreshed
+/// (30 min). A restarted client gets its streams back within 30 s anyway (a
+/// derived appId), resumes exactly after the last event, and only one set of
+/// feeds is ever open.
+#[tokio::test]
+async fn a_restart_gets_its_streams_back_while_the_old_session_holds_the_app_id() {
+    let (emulator, control) = start(300, 2).await;
+    let url = emulator.url().clone();
+    let first = RunningClient::start(client_config(&url), MapCursors::default());
+    wait_until("first client streaming", WAIT, || first.events().len() >= 300).await;
+    // A crash: the connections drop, nothing is closed cleanly.
+    first.task.abort();
+    let delivered = first.events();
+    let last: HashMap<u32, u64> = delivered.iter().fold(HashMap::new(), |mut last, (p, o, _)| {
+        last.insert(*p, (*o).max(last.get(p).copied().unwrap_or(0)));
+        last
+    });
+    let deadline = Instant::now() + WAIT;
+    while control.stat("feeds_open").await > 0 {
+        assert!(Instant::now() < deadline, "the old feeds never closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let began = Instant::now();
+    let second = RunningClient::start(client_config(&url), MapCursors(last.clone()));
+    control.post("_emulator/events/generate?count=100", "").await;
+    wait_until("the second client streaming", Duration::from_secs(30), || {
+        second.counter("connections") >= 2
+    })
+    .await;
+    let took = began.elapsed();
+    wait_until("the new events", WAIT, || second.events().len() >= 100).await;
+    assert!(
+        control.stat("discoveries_empty").await >= 1,
+        "the configured appId was held"
+    );
+    assert_eq!(
+        control.stat("feeds_open").await,
+        2,
+        "one feed per partition, no second set"
+    );
+    for partition in 0..2 {
+        let log = control.falcon_events(partition).await;
+        let after: Vec<u64> = log.iter().map(|(o, _)| *o).filter(|o| *o > last[&partition]).collect();
+        let got: Vec<u64> = second
+            .events()
+            .iter()
+            .filter(|(p, _, _)| *p == partition)
+            .map(|(_, o, _)| *o)
+            .collect();
+        assert_eq!(
+            got,
+            after[..got.len()],
+            "partition {partition}: resumed exactly after the last event"
+        );
+        assert!(got.len() >= 50, "partition {partition}: {} events", got.len());
+    }
+    println!("restart with the appId held: streaming again after {took:?}");
     second.stop().await.expect("clean stop");
 }
 

@@ -151,7 +151,7 @@ async fn survives_faults_across_the_pipeline() {
         stored.values().all(|n| *n == 1),
         "5xx, throttling and per-event failures never store twice"
     );
-    let c = metrics.cloudtrail.as_ref().expect("publisher metrics");
+    let c = metrics.publisher.as_ref().expect("publisher metrics");
     let f = metrics.falcon.as_ref().expect("client metrics");
     let (throttled, request_retries, event_retries) =
         (c.throttled.get(), c.request_retries.get(), c.event_retries.get());
@@ -212,6 +212,7 @@ async fn dead_letters_carry_reasons_and_do_not_block() {
         .iter()
         .map(|r| serde_json::from_slice(&r.value).expect("json"))
         .collect();
+    let raw = h.topic_records("falcon-events").await;
     let publish: Vec<&Value> = letters.iter().filter(|l| l["stage"] == "publish").collect();
     assert_eq!(publish.len(), 5);
     for letter in &publish {
@@ -223,7 +224,16 @@ async fn dead_letters_carry_reasons_and_do_not_block() {
             "{id} was dead-lettered, not stored"
         );
         assert!(letter["eventData"].as_str().expect("eventData").contains(id));
-        assert!(letter["offset"].as_u64().is_some());
+        let offset = letter["offset"].as_u64().expect("offset");
+        let source = raw
+            .iter()
+            .find(|r| r.offset == offset)
+            .expect("the letter's raw record");
+        assert_eq!(
+            letter["record"].as_str().map(str::as_bytes),
+            Some(source.value.as_ref()),
+            "a publish-stage dead letter carries its raw record: {letter}"
+        );
     }
     assert_eq!(
         letters.iter().filter(|l| l["stage"] == "source").count(),
@@ -397,4 +407,562 @@ async fn sigterm_stops_cleanly_within_ten_seconds() {
     let committed = h.committed().await.expect("settled events were committed");
     let stored = h.stored().await.len() as u64;
     assert!(committed > 0 && stored > 0);
+}
+
+// ---------------------------------------------------------------------------
+// The sink stage on its own: a real SQLite log holding the Falcon emulator's
+// events, the real SmartModule chain, a real publisher signing SigV4 against
+// the CloudTrail emulator. Faults come from wrappers around the real parts.
+
+mod sink_stage {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use anyhow::Result;
+    use serde_json::Value;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::common::*;
+    use super::{falcon, WAIT};
+    use falcon_lake::pipeline::metrics::{serve, MetricsServer, MetricsSources, PipelineMetrics};
+    use falcon_lake::pipeline::sink::{run_sink, Deliver, SinkEnd, SinkParts, SinkToken, Transform};
+    use falcon_lake::publish::{FatalError, PublishItem, PublishMetrics, Publisher, Settlement};
+    use falcon_lake::topic::sqlite::{SqliteCommitter, SqliteLog, SqliteReader, SqliteTopic};
+    use falcon_lake::topic::{NewRecord, OffsetCommitter, StartFrom, TopicReader, TopicRecord, TopicWriter};
+    use falcon_lake::transform::{ChainOutput, InputRecord, TransformChain};
+
+    /// Both emulators, and the raw topic filled with every Falcon event.
+    pub struct Rig {
+        pub h: Harness,
+        pub raw: SqliteTopic,
+        pub dead_letters: SqliteTopic,
+        pub expected: BTreeMap<String, String>,
+        pub records: u64,
+        pub metrics: Arc<PipelineMetrics>,
+        pub publish_metrics: Arc<PublishMetrics>,
+    }
+
+    impl Rig {
+        pub async fn new(events: u64, cloudtrail: falcon_lake::emulate::cloudtrail::CloudTrailEmulatorConfig) -> Self {
+            let h = Harness::start(falcon(events, 1), cloudtrail, "").await;
+            let config = h.load();
+            let log = SqliteLog::open(&config.storage_path(), config.storage.sync).expect("log");
+            let raw = log.topic(config.topic()).expect("topic");
+            let dead_letters = log.topic(&config.dead_letter_topic()).expect("dlq");
+            let lines = h.falcon_control.falcon_events(0).await;
+            let records = lines.len() as u64;
+            raw.append(
+                lines
+                    .into_iter()
+                    .map(|(offset, line)| NewRecord {
+                        key: Some(falcon_lake::audit::SourceKey::new(0, offset).encode().into()),
+                        value: line.into(),
+                    })
+                    .collect(),
+            )
+            .await
+            .expect("append");
+            let expected = h.expected().await;
+            Self {
+                h,
+                raw,
+                dead_letters,
+                expected,
+                records,
+                metrics: Arc::new(PipelineMetrics::default()),
+                publish_metrics: Arc::new(PublishMetrics::default()),
+            }
+        }
+
+        pub async fn reader(&self) -> SqliteReader {
+            let consumer = self.h.load().meta.consumer_id();
+            self.raw
+                .reader(Some(&consumer), StartFrom::Beginning)
+                .await
+                .expect("reader")
+        }
+
+        pub fn committer(&self) -> SqliteCommitter {
+            self.raw.committer(&self.h.load().meta.consumer_id())
+        }
+
+        pub async fn chain(&self) -> TransformChain {
+            let config = self.h.load();
+            falcon_lake::transform::load_chain(&config.transforms, &config.base_dir, None)
+                .await
+                .expect("chain")
+        }
+
+        pub async fn publisher(&self) -> Publisher {
+            Publisher::new(
+                &self.h.load().destination,
+                Some(test_credentials()),
+                self.publish_metrics.clone(),
+            )
+            .await
+            .expect("publisher")
+        }
+
+        /// Waits until every expected event is stored and every record committed.
+        pub async fn wait_all_committed(&self) {
+            self.h.wait_delivered(&self.expected, WAIT).await;
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while self.h.committed().await != Some(self.records - 1) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the sink did not commit to the end"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        /// `/health` and `/metrics` of this rig's stage metrics.
+        pub async fn serve(&self) -> MetricsServer {
+            let sources = MetricsSources {
+                pipeline: self.metrics.clone(),
+                falcon: None,
+                publisher: Some(self.publish_metrics.clone()),
+            };
+            serve("127.0.0.1:0".parse().expect("addr"), sources)
+                .await
+                .expect("serve")
+        }
+
+        /// Runs the sink at the default settings until `cancel`.
+        pub async fn run(
+            &self,
+            reader: impl TopicReader + 'static,
+            committer: &impl OffsetCommitter,
+            chain: impl Transform,
+            publisher: impl Deliver,
+            cancel: CancellationToken,
+        ) -> Result<SinkEnd> {
+            let parts = SinkParts {
+                reader,
+                committer: Some(committer),
+                dead_letters: &self.dead_letters,
+                inspect: Some(&self.raw),
+                topic: self.raw.name().to_string(),
+            };
+            let settings = self.h.load().sink;
+            run_sink(parts, chain, publisher, &settings, &self.metrics, false, cancel).await
+        }
+    }
+
+    /// `/health` of `server`: (HTTP status, body).
+    pub async fn health(server: &MetricsServer) -> (u16, Value) {
+        let http = reqwest::Client::builder().no_proxy().build().expect("client");
+        let response = http
+            .get(format!("http://{}/health", server.addr))
+            .send()
+            .await
+            .expect("health");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json"))
+    }
+
+    /// A reader that panics on its `n`th read.
+    struct PanickingReader {
+        inner: SqliteReader,
+        reads_left: usize,
+    }
+
+    impl TopicReader for PanickingReader {
+        async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<TopicRecord>> {
+            if self.reads_left == 0 {
+                panic!("injected: the topic reader panics");
+            }
+            self.reads_left -= 1;
+            self.inner.next_batch(max, wait).await
+        }
+
+        fn positions(&self) -> Vec<(u32, u64)> {
+            self.inner.positions()
+        }
+    }
+
+    /// A chain that panics on its `n`th batch.
+    struct PanickingChain {
+        inner: TransformChain,
+        batches_left: usize,
+    }
+
+    impl Transform for PanickingChain {
+        fn process(&mut self, records: &[InputRecord<'_>]) -> Result<ChainOutput> {
+            if self.batches_left == 0 {
+                panic!("injected: the SmartModule thread panics");
+            }
+            self.batches_left -= 1;
+            self.inner.process(records)
+        }
+    }
+
+    /// A publisher that panics after passing on `n` settlements.
+    struct PanickingPublisher {
+        inner: Publisher,
+        settlements_left: usize,
+    }
+
+    impl Deliver for PanickingPublisher {
+        async fn deliver(
+            self,
+            input: mpsc::Receiver<PublishItem<SinkToken>>,
+            settled: mpsc::Sender<Settlement<SinkToken>>,
+        ) -> Result<(), FatalError> {
+            let (tx, mut rx) = mpsc::channel(16);
+            let inner = tokio::spawn(self.inner.deliver(input, tx));
+            let mut left = self.settlements_left;
+            while let Some(settlement) = rx.recv().await {
+                if left == 0 {
+                    inner.abort();
+                    panic!("injected: the publisher panics");
+                }
+                left -= 1;
+                let _ = settled.send(settlement).await;
+            }
+            inner.await.expect("inner publisher")
+        }
+    }
+
+    /// A panic in any stage stops the sink with an error naming the stage, and
+    /// `/health` answers 503 (issue 9 §3: it used to end `Ok`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_panicking_stage_stops_the_sink_with_an_error_naming_it() {
+        for stage in ["reader", "smartmodule", "publisher"] {
+            let rig = Rig::new(3_000, cloudtrail_emulator_config()).await;
+            let server = rig.serve().await;
+            let committer = rig.committer();
+            let (reader, chain, publisher) = (rig.reader().await, rig.chain().await, rig.publisher().await);
+            let cancel = CancellationToken::new();
+            let run = match stage {
+                "reader" => {
+                    let reader = PanickingReader {
+                        inner: reader,
+                        reads_left: 3,
+                    };
+                    tokio::time::timeout(WAIT, rig.run(reader, &committer, chain, publisher, cancel)).await
+                }
+                "smartmodule" => {
+                    let chain = PanickingChain {
+                        inner: chain,
+                        batches_left: 2,
+                    };
+                    tokio::time::timeout(WAIT, rig.run(reader, &committer, chain, publisher, cancel)).await
+                }
+                _ => {
+                    let publisher = PanickingPublisher {
+                        inner: publisher,
+                        settlements_left: 150,
+                    };
+                    tokio::time::timeout(WAIT, rig.run(reader, &committer, chain, publisher, cancel)).await
+                }
+            };
+            let end = run.unwrap_or_else(|_| panic!("{stage}: the sink neither stopped nor reported the panic"));
+            let message = match end {
+                Ok(end) => panic!("{stage}: a panic ended the sink with Ok({end:?})"),
+                Err(e) => format!("{e:#}"),
+            };
+            let named = match stage {
+                "reader" => "topic reader",
+                "smartmodule" => "SmartModule",
+                _ => "publisher",
+            };
+            assert!(
+                message.contains(named) && message.contains("panicked"),
+                "{stage}: {message}"
+            );
+            let (status, body) = health(&server).await;
+            assert_eq!(status, 503, "{stage}: /health {body}");
+            assert_eq!(body["status"], "failed", "{stage}: {body}");
+            assert!(
+                body["stages"]["sink"].as_str().expect("sink state").contains(named),
+                "{stage}: {body}"
+            );
+        }
+    }
+
+    /// A committer whose commits fail while `failing` is set.
+    struct FlakyCommitter {
+        inner: SqliteCommitter,
+        failing: Arc<AtomicBool>,
+    }
+
+    impl OffsetCommitter for FlakyCommitter {
+        async fn commit(&self, offsets: &[(u32, u64)]) -> Result<()> {
+            anyhow::ensure!(!self.failing.load(Ordering::SeqCst), "injected: the commit fails");
+            self.inner.commit(offsets).await
+        }
+
+        async fn committed(&self) -> Result<Vec<(u32, u64)>> {
+            self.inner.committed().await
+        }
+    }
+
+    /// While commits fail, the reader stops at `sink.window` records past the
+    /// last durable commit (issue 8 §5), and catches up once they succeed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_window_holds_while_commits_fail() {
+        let rig = Rig::new(8_000, cloudtrail_emulator_config()).await;
+        let window = rig.h.load().sink.window as u64;
+        assert!(rig.records > 3 * window, "{} records", rig.records);
+        let failing = Arc::new(AtomicBool::new(true));
+        let committer = FlakyCommitter {
+            inner: rig.committer(),
+            failing: failing.clone(),
+        };
+        let cancel = CancellationToken::new();
+        let (reader, chain, publisher) = (rig.reader().await, rig.chain().await, rig.publisher().await);
+        let run = rig.run(reader, &committer, chain, publisher, cancel.clone());
+        let check = async {
+            // Give the reader time to run past the window if it could.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+            while tokio::time::Instant::now() < deadline {
+                let consumed = rig.metrics.consumed.get();
+                assert!(
+                    consumed <= window,
+                    "{consumed} records read while no commit succeeded (window {window})"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(rig.metrics.consumed.get() > 0, "the sink read something");
+            assert_eq!(rig.h.committed().await, None, "nothing committed yet");
+            failing.store(false, Ordering::SeqCst);
+            rig.wait_all_committed().await;
+            cancel.cancel();
+        };
+        let (end, ()) = tokio::join!(run, check);
+        end.expect("clean stop");
+    }
+
+    /// The lag gauge counts from the stored offsets: a restarted sink with
+    /// nothing to do reports 0 (issue 8 §6: it reported the whole topic).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_lag_gauge_counts_from_the_stored_offsets() {
+        let rig = Rig::new(2_000, cloudtrail_emulator_config()).await;
+        for run in ["first", "restarted"] {
+            let cancel = CancellationToken::new();
+            let committer = rig.committer();
+            let (reader, chain, publisher) = (rig.reader().await, rig.chain().await, rig.publisher().await);
+            let metrics = rig.metrics.clone();
+            let sink = rig.run(reader, &committer, chain, publisher, cancel.clone());
+            let check = async {
+                rig.wait_all_committed().await;
+                // The gauge is refreshed every second.
+                tokio::time::sleep(Duration::from_millis(2_500)).await;
+                let lag = metrics.consumer_lag.get();
+                cancel.cancel();
+                lag
+            };
+            let (end, lag) = tokio::join!(sink, check);
+            end.expect("clean stop");
+            assert_eq!(
+                lag, 0,
+                "{run} run: everything is committed, yet the lag gauge reads {lag}"
+            );
+            metrics.consumer_lag.set(-1);
+        }
+    }
+
+    /// A reader whose stream ends after `records` records (as a Fluvio stream
+    /// can), until `resume` is set.
+    struct EndingReader {
+        inner: SqliteReader,
+        records_left: usize,
+        resume: Arc<AtomicBool>,
+    }
+
+    impl TopicReader for EndingReader {
+        async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<TopicRecord>> {
+            if self.resume.load(Ordering::SeqCst) {
+                return self.inner.next_batch(max, wait).await;
+            }
+            if self.records_left == 0 {
+                tokio::time::sleep(wait).await;
+                return Ok(Vec::new());
+            }
+            let batch = self.inner.next_batch(max.min(self.records_left), wait).await?;
+            self.records_left -= batch.len();
+            Ok(batch)
+        }
+
+        fn positions(&self) -> Vec<(u32, u64)> {
+            self.inner.positions()
+        }
+    }
+
+    /// A partition with lag that is not read is reported on `/health` as
+    /// stalled (503), and recovers when reading resumes (issue 8 §3).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_stalled_partition_is_reported_on_health() {
+        let rig = Rig::new(3_000, cloudtrail_emulator_config()).await;
+        let server = rig.serve().await;
+        let resume = Arc::new(AtomicBool::new(false));
+        let reader = EndingReader {
+            inner: rig.reader().await,
+            records_left: 1_000,
+            resume: resume.clone(),
+        };
+        let committer = rig.committer();
+        let cancel = CancellationToken::new();
+        let (chain, publisher) = (rig.chain().await, rig.publisher().await);
+        let sink = rig.run(reader, &committer, chain, publisher, cancel.clone());
+        let check = async {
+            let (status, body) = health(&server).await;
+            assert_eq!(status, 200, "{body}");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(50);
+            let body = loop {
+                let (status, body) = health(&server).await;
+                if status == 503 {
+                    break body;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "/health still {status} 50 s after reading stopped with records left: {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            assert_eq!(body["status"], "stalled", "{body}");
+            assert_eq!(body["partitions"]["0"]["stalled"], true, "{body}");
+            assert!(body["partitions"]["0"]["lag"].as_u64().expect("lag") > 0, "{body}");
+            resume.store(true, Ordering::SeqCst);
+            rig.h.wait_delivered(&rig.expected, WAIT).await;
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let (status, body) = health(&server).await;
+                if status == 200 {
+                    assert_eq!(body["status"], "ok", "{body}");
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "still {status}: {body}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            cancel.cancel();
+        };
+        let (end, ()) = tokio::join!(sink, check);
+        end.expect("clean stop");
+    }
+}
+
+/// Trace-level logs of a whole `falcon-lake run`, with AWS credentials that
+/// include a session token, never contain the AWS secret access key, the
+/// session token, the Falcon client secret or a Falcon token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trace_logs_of_a_whole_run_hold_no_secret() {
+    const SESSION_TOKEN: &str = "FwoGZXIvYXdzEFalconLakeTestSessionToken0123456789abcdefSESSION";
+    let mut f = falcon(600, 1);
+    f.refresh_interval = 2;
+    let h = Harness::start(f, cloudtrail_emulator_config(), "").await;
+    let expected = h.expected().await;
+    let log_path = h.dir.path().join("trace.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    // Everything at trace level except the wasm compiler's IR dumps (millions
+    // of lines about the module's code, which sees no credential).
+    let filter = "trace,cranelift_codegen=info,cranelift_frontend=info,wasmtime_cranelift=info";
+    let mut child = ChildGuard(
+        h.command("run")
+            .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
+            .env("RUST_LOG", filter)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn"),
+    );
+    h.wait_delivered(&expected, WAIT).await;
+    // A session refresh (with the bearer token), then a token re-request.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&log_path)
+        .expect("logs")
+        .contains("session refreshed")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no session refresh");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    h.falcon_control.post("_emulator/tokens/expire", "").await;
+    h.falcon_control.post("_emulator/events/generate?count=50", "").await;
+    let expected = h.expected().await;
+    h.wait_delivered(&expected, WAIT).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    let status = child.0.wait().expect("exit");
+    assert!(status.success(), "{status:?}");
+    let logs = std::fs::read_to_string(&log_path).expect("logs");
+    for sign in [
+        "aws_sigv4",
+        "aws_smithy_runtime",
+        "hyper",
+        "x-amz-security-token",
+        "token issued",
+        "session refreshed",
+    ] {
+        assert!(logs.contains(sign), "the trace logs show {sign}");
+    }
+    for (secret, what) in [
+        (SECRET_ACCESS_KEY, "the AWS secret access key"),
+        (SESSION_TOKEN, "the AWS session token"),
+        (CLIENT_SECRET, "the Falcon client secret"),
+        ("client_secret=", "a Falcon token request body"),
+    ] {
+        assert!(!logs.contains(secret), "{what} appears in the trace logs");
+    }
+    let lower = logs.to_ascii_lowercase();
+    for scheme in ["bearer ", "token "] {
+        let leaked = lower.match_indices(scheme).any(|(at, _)| {
+            logs[at + scheme.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .count()
+                >= 20
+        });
+        assert!(!leaked, "a Falcon token follows {scheme:?} in the trace logs");
+    }
+}
+
+/// A child process killed when the test ends, passed or failed.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A sink that stops with an error stops `falcon-lake run` with a non-zero
+/// exit status and the reason, and the source with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_sink_exits_run_non_zero() {
+    let h = Harness::start(falcon(300, 1), cloudtrail_emulator_config(), "").await;
+    let good = std::fs::read_to_string(&h.config).expect("config");
+    let unknown = "arn:aws:cloudtrail:us-east-1:111122223333:channel/ffffffff-0000-0000-0000-000000000000";
+    std::fs::write(&h.config, good.replace(CHANNEL_ARN, unknown)).expect("config");
+    let log_path = h.dir.path().join("run.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = ChildGuard(
+        h.command("run")
+            .stdin(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn"),
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after the sink failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stderr = std::fs::read_to_string(&log_path).expect("log");
+    assert!(!status.success(), "exit status {status:?}");
+    assert!(
+        stderr.contains("the CloudTrail sink stopped") && stderr.contains("ChannelNotFound"),
+        "{stderr}"
+    );
 }

@@ -1,6 +1,6 @@
 //! `falcon-lake check`: validates a config (every error names its key) and tests
-//! connectivity to what it describes: Falcon, the topic, CloudTrail, and the
-//! SmartModule's parameters.
+//! connectivity to what it describes: Falcon, the topic, the destination
+//! (CloudTrail Lake or CloudWatch Logs), and the SmartModule's parameters.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,14 +8,17 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::cloudtrail::error::RequestFailure;
 use crate::cloudtrail::service::CloudTrailService;
 use crate::cloudtrail::CloudTrailConfig;
+use crate::cloudwatch::service::{CloudWatchService, Reachable};
+use crate::cloudwatch::CloudWatchConfig;
 use crate::config::connector::ConnectorFile;
 use crate::config::connectors::{ConfigKind, SinkConnectorConfig, SourceConnectorConfig};
+use crate::config::destination::DestinationConfig;
 use crate::config::embedded::EmbeddedConfig;
 use crate::config::secrets::SecretStore;
 use crate::falcon::{FalconClient, FalconConfig, FalconMetrics};
+use crate::publish::RequestFailure;
 use crate::topic::fluvio::FluvioBackend;
 use crate::topic::sqlite::SqliteLog;
 use crate::topic::TopicInspect;
@@ -81,7 +84,7 @@ async fn check_embedded(args: &CheckArgs, store: &SecretStore, report: &mut Repo
         "transforms",
         check_transforms(&config.transforms, &config.base_dir, None).await,
     );
-    report.record("cloudtrail", check_cloudtrail(&config.cloudtrail).await);
+    check_destination(&config.destination, report).await;
     Ok(())
 }
 
@@ -119,7 +122,7 @@ async fn check_sink(args: &CheckArgs, store: &SecretStore, report: &mut Report) 
         check_transforms(&file.transforms, &file.base_dir(), registry).await,
     );
     report.record("topic", backend.map(|_| "the cluster answered".to_string()));
-    report.record("cloudtrail", check_cloudtrail(&config.cloudtrail).await);
+    check_destination(&config.destination, report).await;
     Ok(())
 }
 
@@ -175,21 +178,72 @@ async fn check_transforms(
     Ok(format!("{} loaded and initialised", chain.names().join(", ")))
 }
 
+async fn check_destination(destination: &DestinationConfig, report: &mut Report) {
+    let result = match destination {
+        DestinationConfig::CloudTrail(config) => check_cloudtrail(config).await,
+        DestinationConfig::CloudWatch(config) => check_cloudwatch(config).await,
+    };
+    report.record(destination.section(), result);
+}
+
 /// An empty `PutAuditEvents`: refused as invalid once the request is signed and
 /// authorised, without storing anything.
 async fn check_cloudtrail(config: &CloudTrailConfig) -> Result<String> {
     let service = CloudTrailService::new(config, None).await?;
-    match service.put::<()>(&[]).await {
-        Err(RequestFailure::Invalid { .. }) | Ok(_) => Ok(format!(
+    match service.put(&[]).await {
+        Err(RequestFailure::Fatal(fatal)) if fatal.code == "ValidationException" => Ok(format!(
             "{} reachable; credentials and signature accepted for channel {}",
             config
+                .aws
                 .endpoint_url
                 .as_ref()
                 .map_or_else(|| format!("region {}", service.channel().region), |u| u.to_string()),
             service.channel()
         )),
+        Ok(_) => Ok(format!("reachable; channel {}", service.channel())),
         Err(RequestFailure::Fatal(fatal)) => Err(anyhow::anyhow!(fatal)),
-        Err(RequestFailure::Transient { code, message, .. }) => bail!("{code}: {message}"),
-        Err(RequestFailure::Duplicate) => bail!("unexpected DuplicatedAuditEventId"),
+        Err(RequestFailure::Transient { code, message, .. } | RequestFailure::OnePerRequest { code, message }) => {
+            bail!("{code}: {message}")
+        }
     }
+}
+
+/// `DescribeLogStreams` on the group, with the stream's name as prefix: proves
+/// the credentials, the signature, the region and read access to the group,
+/// and tells whether the group and stream exist, without writing anything.
+async fn check_cloudwatch(config: &CloudWatchConfig) -> Result<String> {
+    let service = CloudWatchService::new(config, None).await?;
+    let (create_group, create_stream) = service.creates();
+    let place = config
+        .aws
+        .endpoint_url
+        .as_ref()
+        .map_or_else(|| format!("region {}", service.region()), |u| u.to_string());
+    let found = match service.check().await {
+        Ok(found) => found,
+        Err(RequestFailure::Fatal(fatal)) => return Err(anyhow::anyhow!(fatal)),
+        Err(RequestFailure::Transient { code, message, .. } | RequestFailure::OnePerRequest { code, message }) => {
+            bail!("{code}: {message}")
+        }
+    };
+    let state = match found {
+        Reachable::Stream => "the log stream exists".to_string(),
+        Reachable::GroupOnly if create_stream => "the log group exists; the stream will be created".to_string(),
+        Reachable::Nothing if create_group && create_stream => {
+            "the log group does not exist yet; the sink will create it and the stream".to_string()
+        }
+        Reachable::GroupOnly => bail!(
+            "log stream {:?} does not exist in {:?} and cloudwatch.create_missing_stream is false",
+            config.log_stream,
+            config.log_group
+        ),
+        Reachable::Nothing => bail!(
+            "log group {:?} does not exist and cloudwatch.create_missing_group (or _stream) is false",
+            config.log_group
+        ),
+    };
+    Ok(format!(
+        "{place} reachable; credentials and signature accepted; {}/{}: {state}",
+        config.log_group, config.log_stream
+    ))
 }

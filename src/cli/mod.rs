@@ -2,10 +2,13 @@
 
 mod check;
 mod demo;
+mod dlq;
 mod emulate;
+mod import_fig;
 mod replay;
 mod run;
 mod sm;
+mod status;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -44,6 +47,15 @@ enum Command {
         #[command(subcommand)]
         command: sm::SmCommand,
     },
+    /// Is the sink running, how far behind, what was refused (exit 0 running, 1 failing, 2 stopped).
+    Status(status::StatusArgs),
+    /// Dead letters: list, show, and redrive once the cause is fixed.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+    /// Write a pipeline config equivalent to a Falcon Integration Gateway config.
+    ImportFig(import_fig::ImportFigArgs),
 }
 
 /// Parses arguments and runs the command.
@@ -51,6 +63,9 @@ pub fn main() -> Result<()> {
     memory::limit_malloc_arenas();
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    if let Command::ImportFig(args) = cli.command {
+        return import_fig::run(args);
+    }
     if let Command::Sm { command } = cli.command {
         let failures = sm::run(command)?;
         anyhow::ensure!(
@@ -60,14 +75,27 @@ pub fn main() -> Result<()> {
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match cli.command {
-            Command::Run(args) => run::run(args).await,
-            Command::Demo(args) => demo::run(args).await,
-            Command::Replay(args) => replay::run(args).await,
-            Command::Check(args) => check::run(args).await,
-            Command::Emulate { which } => emulate::run(which).await,
-            Command::Sm { .. } => Ok(()),
+            Command::Status(args) => status::run(args).await,
+            Command::Dlq { command } => dlq::run(command).await,
+            other => run_command(other).await.map(|()| 0),
         }
-    })
+    })?;
+    if code != 0 {
+        // The report is already printed; the code is the answer.
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+async fn run_command(command: Command) -> Result<()> {
+    match command {
+        Command::Run(args) => run::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
+        Command::Check(args) => check::run(args).await,
+        Command::Emulate { which } => emulate::run(which).await,
+        Command::Sm { .. } | Command::Status(_) | Command::Dlq { .. } | Command::ImportFig(_) => Ok(()),
+    }
 }

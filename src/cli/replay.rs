@@ -11,14 +11,15 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::cloudtrail::{CloudTrailConfig, CloudTrailMetrics, Publisher};
 use crate::config::connectors::{ConfigKind, SinkConnectorConfig};
+use crate::config::destination::DestinationConfig;
 use crate::config::embedded::EmbeddedConfig;
 use crate::config::secrets::SecretStore;
 use crate::config::sections::SinkConfig;
 use crate::pipeline::metrics::PipelineMetrics;
 use crate::pipeline::shutdown;
 use crate::pipeline::sink::{run_sink, SinkEnd, SinkParts};
+use crate::publish::{PublishMetrics, Publisher};
 use crate::topic::fluvio::{FluvioBackend, FluvioReader};
 use crate::topic::sqlite::{SqliteCommitter, SqliteLog};
 use crate::topic::{TopicInspect, TopicReader, TopicRecord, TopicWriter};
@@ -131,7 +132,7 @@ async fn replay_embedded(args: &ReplayArgs, range: Range, store: &SecretStore) -
         reader,
         &dead_letters,
         &raw,
-        &config.cloudtrail,
+        &config.destination,
         chain,
         &config.sink,
         from,
@@ -167,7 +168,7 @@ async fn replay_fluvio(args: &ReplayArgs, range: Range, store: &SecretStore) -> 
         reader,
         &dead_letters,
         &inspect,
-        &config.cloudtrail,
+        &config.destination,
         chain,
         &config.sink,
         from,
@@ -182,7 +183,7 @@ async fn replay_with<R, D, I>(
     reader: R,
     dead_letters: &D,
     inspect: &I,
-    cloudtrail: &CloudTrailConfig,
+    destination: &DestinationConfig,
     chain: TransformChain,
     sink: &SinkConfig,
     from: u64,
@@ -193,8 +194,8 @@ where
     D: TopicWriter,
     I: TopicInspect,
 {
-    let cloudtrail_metrics = Arc::new(CloudTrailMetrics::default());
-    let publisher = Publisher::new(cloudtrail, None, cloudtrail_metrics.clone()).await?;
+    let publish_metrics = Arc::new(PublishMetrics::default());
+    let publisher = Publisher::new(destination, None, publish_metrics.clone()).await?;
     let metrics = Arc::new(PipelineMetrics::default());
     let total = to.saturating_sub(from);
     let bar = ProgressBar::new(total);
@@ -212,14 +213,14 @@ where
         topic: String::new(),
     };
     let progress = {
-        let (bar, metrics, cloudtrail_metrics) = (bar.clone(), metrics.clone(), cloudtrail_metrics.clone());
+        let (bar, metrics, publish_metrics) = (bar.clone(), metrics.clone(), publish_metrics.clone());
         tokio::spawn(async move {
             loop {
                 bar.set_position(metrics.consumed.get());
                 bar.set_message(format!(
                     "{} delivered, {} dead-lettered",
-                    cloudtrail_metrics.delivered.get(),
-                    cloudtrail_metrics.dead_lettered.get()
+                    publish_metrics.delivered.get(),
+                    publish_metrics.dead_lettered.get()
                 ));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -230,8 +231,8 @@ where
     bar.set_position(metrics.consumed.get());
     bar.finish_with_message(format!(
         "{} delivered, {} dead-lettered, {} filtered",
-        cloudtrail_metrics.delivered.get(),
-        cloudtrail_metrics.dead_lettered.get() + metrics.transform_failures.get(),
+        publish_metrics.delivered.get(),
+        publish_metrics.dead_lettered.get() + metrics.transform_failures.get(),
         metrics.filtered.get()
     ));
     match end? {

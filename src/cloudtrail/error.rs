@@ -1,10 +1,11 @@
 //! Classifying `PutAuditEvents` outcomes: what to retry, what to dead-letter, and
 //! what must stop delivery with advice for the user.
 
-use std::fmt;
+use crate::publish::aws::{self, auth_failure_advice};
+use crate::publish::{EventResult, FatalError, RequestFailure};
 
 /// Whole-request failure codes that retrying cannot fix, with what to do.
-const FATAL: [(&str, &str); 13] = [
+const FATAL: [(&str, &str); 8] = [
     ("ChannelNotFound", "the channel in cloudtrail.channel_arn does not exist (deleted, or another account or region); check it with `aws cloudtrail get-channel --channel <arn>`"),
     ("InvalidChannelARN", "cloudtrail.channel_arn is not a valid channel ARN (arn:aws:cloudtrail:<region>:<account>:channel/<id>)"),
     ("InvalidChannelArn", "cloudtrail.channel_arn is not a valid channel ARN (arn:aws:cloudtrail:<region>:<account>:channel/<id>)"),
@@ -13,11 +14,6 @@ const FATAL: [(&str, &str); 13] = [
     ("UnsupportedOperationException", "CloudTrail Lake integrations are not available in this region or account: use a supported region (the channel, the event data store and the endpoint must share it)"),
     ("AccessDeniedException", "the AWS identity in use lacks cloudtrail-data:PutAuditEvents on the channel: attach the IAM policy shown in the README"),
     ("AccessDenied", "the AWS identity in use lacks cloudtrail-data:PutAuditEvents on the channel: attach the IAM policy shown in the README"),
-    ("UnrecognizedClientException", "AWS does not know the access key in use: check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, the instance role)"),
-    ("InvalidSignatureException", "AWS rejected the request signature: check the secret access key and that the clock is correct"),
-    ("SignatureDoesNotMatch", "AWS rejected the request signature: check the secret access key and that the clock is correct"),
-    ("MissingAuthenticationToken", "the request was not signed: no AWS credentials were found (AWS_PROFILE, AWS_ACCESS_KEY_ID, the instance role)"),
-    ("IncompleteSignature", "the request signature is incomplete: check the AWS credentials in use"),
 ];
 
 /// Per-event codes that mean the configuration is wrong: every event would fail.
@@ -27,78 +23,50 @@ const FATAL_EVENT: [(&str, &str); 3] = [
     ("AccountNotSubscribed", "the AWS account is not a CloudTrail Lake customer. CloudTrail Lake closed to new customers on 2026-05-31 (existing customers are unaffected); use an account that already uses Lake"),
 ];
 
-/// A failure that stops delivery: nothing in flight is acknowledged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FatalError {
-    /// The error code CloudTrail returned.
-    pub code: String,
-    /// CloudTrail's message.
-    pub message: String,
-    /// What the user should do.
-    pub advice: String,
-}
-
-impl fmt::Display for FatalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "CloudTrail refused PutAuditEvents with {}: {}. To fix: {}",
-            self.code, self.message, self.advice
-        )
+/// Builds the stop for `code`, with `advice`.
+fn fatal(code: &str, message: &str, advice: &str) -> FatalError {
+    FatalError {
+        operation: super::OPERATION.to_string(),
+        code: code.to_string(),
+        message: message.to_string(),
+        advice: advice.to_string(),
     }
 }
 
-impl std::error::Error for FatalError {}
-
-/// How a whole request failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestFailure {
-    /// Retry the same events after a back-off (`throttled`: slow down too).
-    Transient {
-        /// Error code or kind.
-        code: String,
-        /// Details.
-        message: String,
-        /// CloudTrail throttled the request.
-        throttled: bool,
-    },
-    /// `DuplicatedAuditEventId`: de-duplicate and resend.
-    Duplicate,
-    /// `ValidationException`: the request broke a limit; split it, and dead-letter
-    /// a single event that still fails.
-    Invalid {
-        /// CloudTrail's message.
-        message: String,
-    },
-    /// Stop delivery.
-    Fatal(FatalError),
+/// A request that could not even be built: our bug.
+pub fn internal(message: String) -> FatalError {
+    fatal("InternalError", &message, "report this as a bug")
 }
+
+/// A request-level `ValidationException` means our request broke a limit the
+/// request builder is meant to keep (events, bytes, id pattern): every event
+/// would fail the same way, so delivery stops instead of dead-lettering them.
+const VALIDATION_ADVICE: &str = "the request broke a PutAuditEvents limit that falcon-lake is meant to keep (at most 100 events, 1 MB, ids of ^[-_A-Za-z0-9]{1,128}$, a valid externalId): report this as a bug with the message; check cloudtrail.external_id";
 
 /// Classifies a whole-request failure by its code and HTTP status.
-pub fn classify_request(code: Option<&str>, message: &str, status: Option<u16>) -> RequestFailure {
+pub fn classify_request(code: Option<&str>, message: &str, status: u16) -> RequestFailure {
     let code_text = code.unwrap_or("Unknown").to_string();
-    if let Some((_, advice)) = FATAL.iter().find(|(c, _)| Some(*c) == code) {
-        return RequestFailure::Fatal(FatalError {
+    let advice = FATAL
+        .iter()
+        .find(|(c, _)| Some(*c) == code)
+        .map(|(_, advice)| *advice)
+        .or_else(|| code.and_then(auth_failure_advice));
+    if let Some(advice) = advice {
+        return RequestFailure::Fatal(fatal(&code_text, message, advice));
+    }
+    if aws::throttled(code, status) {
+        return RequestFailure::Transient {
             code: code_text,
             message: message.to_string(),
-            advice: advice.to_string(),
-        });
+            throttled: true,
+        };
     }
     match code {
-        Some("DuplicatedAuditEventId") => RequestFailure::Duplicate,
-        Some("ValidationException") => RequestFailure::Invalid {
-            message: message.to_string(),
-        },
-        Some(c) if is_throttling(c) => RequestFailure::Transient {
+        Some("DuplicatedAuditEventId") => RequestFailure::OnePerRequest {
             code: code_text,
             message: message.to_string(),
-            throttled: true,
         },
-        _ if status == Some(429) => RequestFailure::Transient {
-            code: code_text,
-            message: message.to_string(),
-            throttled: true,
-        },
+        Some("ValidationException") => RequestFailure::Fatal(fatal(&code_text, message, VALIDATION_ADVICE)),
         _ => RequestFailure::Transient {
             code: code_text,
             message: message.to_string(),
@@ -107,55 +75,18 @@ pub fn classify_request(code: Option<&str>, message: &str, status: Option<u16>) 
     }
 }
 
-/// The throttling codes the AWS SDKs recognise.
-pub fn is_throttling(code: &str) -> bool {
-    matches!(
-        code,
-        "Throttling"
-            | "ThrottlingException"
-            | "ThrottledException"
-            | "RequestThrottledException"
-            | "TooManyRequestsException"
-            | "ProvisionedThroughputExceededException"
-            | "TransactionInProgressException"
-            | "RequestLimitExceeded"
-            | "BandwidthLimitExceeded"
-            | "LimitExceededException"
-            | "RequestThrottled"
-            | "SlowDown"
-            | "PriorRequestNotComplete"
-            | "EC2ThrottledException"
-    )
-}
-
-/// What to do with one event listed in `failed[]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventFailure {
-    /// `Throttling` / `InternalFailure`: send this event again later.
-    Retry,
-    /// `InvalidChecksum`: resend once with a recomputed checksum.
-    Checksum,
-    /// Dead-letter the event with CloudTrail's code and message.
-    DeadLetter,
-    /// Stop delivery: the configuration is wrong for every event.
-    Fatal(FatalError),
-}
-
-/// Classifies a per-event failure.
-pub fn classify_event(code: &str, message: &str) -> EventFailure {
+/// Classifies one event listed in `failed[]`.
+pub fn classify_event(code: &str, message: &str) -> EventResult {
     if let Some((_, advice)) = FATAL_EVENT.iter().find(|(c, _)| *c == code) {
-        return EventFailure::Fatal(FatalError {
-            code: code.to_string(),
-            message: message.to_string(),
-            advice: advice.to_string(),
-        });
+        return EventResult::Fatal(fatal(code, message, advice));
     }
-    match code {
+    let (code, message) = (code.to_string(), message.to_string());
+    match code.as_str() {
         "Throttling" | "InternalFailure" | "ThrottlingException" | "InternalServerError" | "ServiceUnavailable" => {
-            EventFailure::Retry
+            EventResult::Retry { code, message }
         }
-        "InvalidChecksum" => EventFailure::Checksum,
-        _ => EventFailure::DeadLetter,
+        "InvalidChecksum" => EventResult::RetryOnce { code, message },
+        _ => EventResult::DeadLetter { code, message },
     }
 }
 
@@ -166,29 +97,29 @@ mod tests {
     #[test]
     fn request_failures() {
         assert!(
-            matches!(classify_request(Some("ChannelNotFound"), "m", Some(400)), RequestFailure::Fatal(f) if f.advice.contains("get-channel"))
+            matches!(classify_request(Some("ChannelNotFound"), "m", 400), RequestFailure::Fatal(f) if f.advice.contains("get-channel"))
         );
         assert!(matches!(
-            classify_request(Some("ThrottlingException"), "m", Some(400)),
+            classify_request(Some("ThrottlingException"), "m", 400),
             RequestFailure::Transient { throttled: true, .. }
         ));
         assert!(matches!(
-            classify_request(None, "m", Some(429)),
+            classify_request(None, "m", 429),
             RequestFailure::Transient { throttled: true, .. }
         ));
         assert!(matches!(
-            classify_request(Some("InternalFailure"), "m", Some(500)),
+            classify_request(Some("InternalFailure"), "m", 500),
             RequestFailure::Transient { throttled: false, .. }
         ));
-        assert_eq!(
-            classify_request(Some("DuplicatedAuditEventId"), "m", Some(400)),
-            RequestFailure::Duplicate
-        );
         assert!(matches!(
-            classify_request(Some("ValidationException"), "m", Some(400)),
-            RequestFailure::Invalid { .. }
+            classify_request(Some("DuplicatedAuditEventId"), "m", 400),
+            RequestFailure::OnePerRequest { .. }
         ));
-        let fatal = classify_request(Some("AccessDeniedException"), "no", Some(403));
+        assert!(
+            matches!(classify_request(Some("ValidationException"), "m", 400), RequestFailure::Fatal(f) if f.advice.contains("bug")),
+            "our request is wrong: stop, never dead-letter every event"
+        );
+        let fatal = classify_request(Some("AccessDeniedException"), "no", 403);
         assert!(fatal_text(&fatal).contains("cloudtrail-data:PutAuditEvents"));
     }
 
@@ -201,13 +132,25 @@ mod tests {
 
     #[test]
     fn event_failures() {
-        assert_eq!(classify_event("Throttling", "m"), EventFailure::Retry);
-        assert_eq!(classify_event("InternalFailure", "m"), EventFailure::Retry);
-        assert_eq!(classify_event("InvalidChecksum", "m"), EventFailure::Checksum);
-        assert_eq!(classify_event("FieldTooLong", "m"), EventFailure::DeadLetter);
-        assert_eq!(classify_event("SomethingNew", "m"), EventFailure::DeadLetter);
+        assert!(matches!(classify_event("Throttling", "m"), EventResult::Retry { .. }));
+        assert!(matches!(
+            classify_event("InternalFailure", "m"),
+            EventResult::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_event("InvalidChecksum", "m"),
+            EventResult::RetryOnce { .. }
+        ));
+        assert!(matches!(
+            classify_event("FieldTooLong", "m"),
+            EventResult::DeadLetter { .. }
+        ));
+        assert!(matches!(
+            classify_event("SomethingNew", "m"),
+            EventResult::DeadLetter { .. }
+        ));
         match classify_event("AccountNotSubscribed", "m") {
-            EventFailure::Fatal(f) => assert!(f.to_string().contains("closed to new customers")),
+            EventResult::Fatal(f) => assert!(f.to_string().contains("closed to new customers")),
             other => panic!("{other:?}"),
         }
     }

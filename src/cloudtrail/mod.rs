@@ -1,18 +1,19 @@
-//! The CloudTrail Lake publisher: `PutAuditEvents` through the AWS SDK, batched,
-//! checksummed, rate-limited, retried, and settled per event.
+//! The CloudTrail Lake destination: `PutAuditEvents` through the AWS SDK, with
+//! its config, request builder (schema checks, recipient, checksums, unique
+//! ids per request), service and error classification. Batching, rate,
+//! retries and settlement are the publisher core's (`crate::publish`).
 
 pub mod arn;
-pub mod batch;
 pub mod checksum;
 pub mod config;
 pub mod error;
-pub mod metrics;
-pub mod publisher;
-pub mod rate;
+pub mod request;
 pub mod service;
+pub mod sink;
 
 pub use arn::ChannelArn;
 pub use config::CloudTrailConfig;
-pub use error::FatalError;
-pub use metrics::CloudTrailMetrics;
-pub use publisher::{Outcome, PublishItem, Publisher, Settlement};
+pub use sink::CloudTrailDestination;
+
+/// The operation, as errors and logs name it.
+pub const OPERATION: &str = "CloudTrail PutAuditEvents";

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cloudtrail::CloudTrailConfig;
 use crate::config::connector::{ConnectorFile, MetaConfig};
+use crate::config::destination::DestinationConfig;
 use crate::config::secrets::SecretStore;
 use crate::config::sections::{MetricsConfig, SinkConfig};
 use crate::falcon::FalconConfig;
@@ -21,7 +21,7 @@ pub enum ConfigKind {
     Embedded,
     /// The source connector: a `falcon` section only.
     Source,
-    /// The sink connector: a `cloudtrail` section.
+    /// The sink connector: a `cloudtrail` or `cloudwatch` section.
     Sink,
 }
 
@@ -31,7 +31,8 @@ impl ConfigKind {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let raw: serde_yaml::Value = serde_yaml::from_str(&text).context("the config is not valid YAML")?;
         let has = |key: &str| raw.get(key).is_some();
-        Ok(if has("storage") || (has("falcon") && has("cloudtrail")) {
+        let destination = has("cloudtrail") || has("cloudwatch");
+        Ok(if has("storage") || (has("falcon") && destination) {
             ConfigKind::Embedded
         } else if has("falcon") {
             ConfigKind::Source
@@ -46,13 +47,12 @@ pub fn dead_letter_topic(configured: Option<&String>, topic: &str) -> String {
     configured.cloned().unwrap_or_else(|| format!("{topic}-dlq"))
 }
 
-/// The sink's side of a config (sink connector or embedded): `cloudtrail`,
-/// `sink` and a non-empty `transforms`, each checked.
-pub fn sink_sections(file: &ConnectorFile) -> Result<(CloudTrailConfig, SinkConfig)> {
-    let cloudtrail = CloudTrailConfig::from_yaml(
-        file.section("cloudtrail")
-            .context("the `cloudtrail` section is missing")?,
-    )?;
+/// The sink's side of a config (sink connector or embedded): the destination
+/// (`cloudtrail` or `cloudwatch`), `sink` and a non-empty `transforms`, each checked.
+pub fn sink_sections(file: &ConnectorFile) -> Result<(DestinationConfig, SinkConfig)> {
+    let destination = DestinationConfig::from_file(file)?;
+    let mut destination = destination;
+    crate::net::NetworkSettings::resolve_paths(&mut destination.aws_mut().ca_file, &file.base_dir());
     let sink: SinkConfig = file.optional("sink")?;
     sink.validate()?;
     file.meta.consumer_start()?;
@@ -60,7 +60,7 @@ pub fn sink_sections(file: &ConnectorFile) -> Result<(CloudTrailConfig, SinkConf
         !file.transforms.is_empty(),
         "transforms is empty: the sink needs the SmartModule that maps events"
     );
-    Ok((cloudtrail, sink))
+    Ok((destination, sink))
 }
 
 /// The source connector's config.
@@ -83,7 +83,8 @@ impl SourceConnectorConfig {
 
     fn from_file(file: ConnectorFile) -> Result<Self> {
         expect_direction(&file.meta, true)?;
-        let falcon = FalconConfig::from_yaml(file.section("falcon").context("the `falcon` section is missing")?)?;
+        let mut falcon = FalconConfig::from_yaml(file.section("falcon").context("the `falcon` section is missing")?)?;
+        crate::net::NetworkSettings::resolve_paths(&mut falcon.ca_file, &file.base_dir());
         Ok(Self {
             metrics: file.optional("metrics")?,
             falcon,
@@ -107,8 +108,8 @@ impl SourceConnectorConfig {
 pub struct SinkConnectorConfig {
     /// The file (`meta`, `transforms`, sections).
     pub file: ConnectorFile,
-    /// `cloudtrail`.
-    pub cloudtrail: CloudTrailConfig,
+    /// `cloudtrail` or `cloudwatch`.
+    pub destination: DestinationConfig,
     /// `sink`.
     pub sink: SinkConfig,
     /// `metrics`.
@@ -124,19 +125,19 @@ pub struct SinkConnectorConfig {
 impl SinkConnectorConfig {
     /// Loads, renders and validates `path`.
     pub fn load(path: &Path, store: &SecretStore) -> Result<Self> {
-        let file = ConnectorFile::load(path, store, &["cloudtrail", "sink", "metrics"])?;
+        let file = ConnectorFile::load(path, store, &["cloudtrail", "cloudwatch", "sink", "metrics"])?;
         Self::from_file(file).map_err(|e| e.context(format!("in {}", path.display())))
     }
 
     fn from_file(file: ConnectorFile) -> Result<Self> {
         expect_direction(&file.meta, false)?;
-        let (cloudtrail, sink) = sink_sections(&file)?;
+        let (destination, sink) = sink_sections(&file)?;
         Ok(Self {
             metrics: file.optional("metrics")?,
             start: file.meta.consumer_start()?,
             partitions: file.meta.consumer_partitions()?,
             max_bytes: file.meta.consumer_max_bytes().unwrap_or(DEFAULT_MAX_BYTES),
-            cloudtrail,
+            destination,
             sink,
             file,
         })
@@ -149,7 +150,7 @@ impl SinkConnectorConfig {
 
     /// Where refused events go.
     pub fn dead_letter_topic(&self) -> String {
-        dead_letter_topic(self.cloudtrail.dead_letter_topic.as_ref(), self.topic())
+        dead_letter_topic(self.destination.dead_letter_topic(), self.topic())
     }
 }
 
@@ -186,6 +187,8 @@ mod tests {
         assert_eq!(kind("storage: {}\n"), ConfigKind::Embedded);
         assert_eq!(kind("falcon: {}\n"), ConfigKind::Source);
         assert_eq!(kind("cloudtrail: {}\n"), ConfigKind::Sink);
+        assert_eq!(kind("falcon: {}\ncloudwatch: {}\n"), ConfigKind::Embedded);
+        assert_eq!(kind("cloudwatch: {}\n"), ConfigKind::Sink);
         assert_eq!(dead_letter_topic(None, "raw"), "raw-dlq");
         assert_eq!(dead_letter_topic(Some(&"dlq".to_string()), "raw"), "dlq");
     }

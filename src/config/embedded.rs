@@ -1,21 +1,22 @@
 //! The embedded pipeline's config (`connector.yaml`): the source's `falcon`
-//! section, the `transforms`, the sink's `cloudtrail` section, plus `storage`,
-//! `sink` and `metrics`, in the connector file format.
+//! section, the `transforms`, the sink's destination (`cloudtrail` or
+//! `cloudwatch`), plus `storage`, `sink` and `metrics`, in the connector file
+//! format.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use fluvio_smartengine::transformation::TransformationStep;
 
-use crate::cloudtrail::CloudTrailConfig;
 use crate::config::connector::{ConnectorFile, MetaConfig};
 use crate::config::connectors::{dead_letter_topic, sink_sections};
+use crate::config::destination::DestinationConfig;
 use crate::config::secrets::SecretStore;
 use crate::config::sections::{MetricsConfig, SinkConfig, StorageConfig};
 use crate::falcon::FalconConfig;
 
 /// Top-level sections of the embedded config besides `apiVersion`, `meta` and `transforms`.
-pub const SECTIONS: [&str; 5] = ["falcon", "cloudtrail", "storage", "sink", "metrics"];
+pub const SECTIONS: [&str; 6] = ["falcon", "cloudtrail", "cloudwatch", "storage", "sink", "metrics"];
 
 /// The whole embedded pipeline's configuration.
 #[derive(Debug)]
@@ -26,8 +27,8 @@ pub struct EmbeddedConfig {
     pub falcon: FalconConfig,
     /// The SmartModule chain.
     pub transforms: Vec<TransformationStep>,
-    /// The sink.
-    pub cloudtrail: CloudTrailConfig,
+    /// The sink's destination.
+    pub destination: DestinationConfig,
     /// The log.
     pub storage: StorageConfig,
     /// Sink stage settings.
@@ -47,11 +48,12 @@ impl EmbeddedConfig {
 
     /// Validates an already loaded file.
     pub fn from_file(file: ConnectorFile) -> Result<Self> {
-        let falcon = FalconConfig::from_yaml(
+        let mut falcon = FalconConfig::from_yaml(
             file.section("falcon")
                 .ok_or_else(|| anyhow::anyhow!("the `falcon` section is missing"))?,
         )?;
-        let (cloudtrail, sink) = sink_sections(&file)?;
+        crate::net::NetworkSettings::resolve_paths(&mut falcon.ca_file, &file.base_dir());
+        let (destination, sink) = sink_sections(&file)?;
         let storage: StorageConfig = file.optional("storage")?;
         Ok(Self {
             base_dir: file.base_dir(),
@@ -59,7 +61,7 @@ impl EmbeddedConfig {
             meta: file.meta,
             falcon,
             transforms: file.transforms,
-            cloudtrail,
+            destination,
             storage,
             sink,
         })
@@ -73,7 +75,7 @@ impl EmbeddedConfig {
     /// The dead-letter topic of rejected lines and undeliverable events.
     pub fn dead_letter_topic(&self) -> String {
         let configured = self.falcon.dead_letter_topic.as_ref();
-        dead_letter_topic(configured.or(self.cloudtrail.dead_letter_topic.as_ref()), self.topic())
+        dead_letter_topic(configured.or(self.destination.dead_letter_topic()), self.topic())
     }
 
     /// The SQLite file, resolved against the config's directory.

@@ -2,6 +2,7 @@
 
 pub mod connector;
 pub mod connectors;
+pub mod destination;
 pub mod embedded;
 pub mod secrets;
 pub mod sections;

@@ -23,6 +23,10 @@ pub struct SinkConfig {
     /// How long shutdown waits for in-flight events to settle.
     #[serde(default = "default_drain", deserialize_with = "units::duration")]
     pub drain_timeout: Duration,
+    /// A partition with records to read of which none is read for this long,
+    /// while the reader keeps asking, is reported stalled (`/health` 503).
+    #[serde(default = "default_stall", deserialize_with = "units::duration")]
+    pub stall_timeout: Duration,
 }
 
 fn default_window() -> usize {
@@ -34,6 +38,9 @@ fn default_read_batch() -> usize {
 fn default_drain() -> Duration {
     Duration::from_secs(7)
 }
+fn default_stall() -> Duration {
+    Duration::from_secs(30)
+}
 
 impl Default for SinkConfig {
     fn default() -> Self {
@@ -41,6 +48,7 @@ impl Default for SinkConfig {
             window: default_window(),
             read_batch: default_read_batch(),
             drain_timeout: default_drain(),
+            stall_timeout: default_stall(),
         }
     }
 }
@@ -56,6 +64,10 @@ impl SinkConfig {
         anyhow::ensure!(
             self.drain_timeout <= Duration::from_secs(9),
             "sink.drain_timeout must be at most 9s (shutdown completes within 10 s)"
+        );
+        anyhow::ensure!(
+            self.stall_timeout >= Duration::from_secs(1),
+            "sink.stall_timeout must be at least 1s"
         );
         Ok(())
     }

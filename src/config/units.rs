@@ -37,6 +37,11 @@ pub fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// Like [`byte_size`], for optional fields.
+pub fn opt_byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    byte_size(d).map(Some)
+}
+
 /// Parses a byte size string.
 pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     text.trim()

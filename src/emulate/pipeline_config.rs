@@ -35,9 +35,40 @@ pub struct EmulatedConfig<'a> {
     pub extra: &'a str,
 }
 
+/// A CloudWatch Logs destination for an emulated run, instead of the
+/// `cloudtrail` one.
+#[derive(Debug, Clone)]
+pub struct EmulatedCloudWatch<'a> {
+    /// The CloudWatch Logs emulator's URL.
+    pub url: &'a url::Url,
+    /// `cloudwatch.log_group`.
+    pub log_group: &'a str,
+    /// `cloudwatch.log_stream`.
+    pub log_stream: &'a str,
+    /// More `cloudwatch:` keys.
+    pub extra: &'a str,
+}
+
 impl EmulatedConfig<'_> {
-    /// The config file's text.
+    /// The config file's text, delivering to the CloudTrail emulator.
     pub fn yaml(&self) -> String {
+        let destination = format!(
+            "cloudtrail:\n  channel_arn: {}\n  endpoint_url: {}\n{}",
+            self.channel_arn, self.cloudtrail_url, self.extra_cloudtrail
+        );
+        self.render(&destination)
+    }
+
+    /// The config file's text, delivering to the CloudWatch Logs emulator.
+    pub fn yaml_with_cloudwatch(&self, cloudwatch: &EmulatedCloudWatch<'_>) -> String {
+        let destination = format!(
+            "cloudwatch:\n  log_group: {}\n  log_stream: {}\n  endpoint_url: {}\n  region: us-east-1\n{}",
+            cloudwatch.log_group, cloudwatch.log_stream, cloudwatch.url, cloudwatch.extra
+        );
+        self.render(&destination)
+    }
+
+    fn render(&self, destination: &str) -> String {
         let mut text = String::new();
         let _ = write!(
             text,
@@ -53,10 +84,7 @@ falcon:
   base_url: {falcon}
   client_id: {client_id}
   client_secret: "${{{{ secrets.{CLIENT_SECRET_NAME} }}}}"
-{extra_falcon}cloudtrail:
-  channel_arn: {channel}
-  endpoint_url: {cloudtrail}
-{extra_cloudtrail}transforms:
+{extra_falcon}{destination}transforms:
   - uses: {wasm}
 storage:
   path: {db}
@@ -66,9 +94,6 @@ storage:
             falcon = self.falcon_url,
             client_id = self.client_id,
             extra_falcon = self.extra_falcon,
-            channel = self.channel_arn,
-            cloudtrail = self.cloudtrail_url,
-            extra_cloudtrail = self.extra_cloudtrail,
             wasm = self.wasm.display(),
             db = self.db.display(),
             sync = self.sync,
@@ -84,13 +109,14 @@ mod tests {
     use crate::config::connector::ConnectorFile;
     use crate::config::embedded::{EmbeddedConfig, SECTIONS};
     use crate::config::secrets::SecretStore;
+    use crate::publish::ConnectDestination;
     use crate::secret::Secret;
 
     #[test]
     fn the_text_is_a_valid_embedded_config() {
         let falcon = url::Url::parse("http://127.0.0.1:1/").expect("url");
         let cloudtrail = url::Url::parse("http://127.0.0.1:2/").expect("url");
-        let text = EmulatedConfig {
+        let emulated = EmulatedConfig {
             name: "t",
             falcon_url: &falcon,
             client_id: "id",
@@ -102,13 +128,30 @@ mod tests {
             extra_falcon: "  app_id: test-app\n",
             extra_cloudtrail: "  linger: 20ms\n",
             extra: "metrics:\n  address: 127.0.0.1:9999\n",
-        }
-        .yaml();
+        };
         let store = SecretStore::Map([(CLIENT_SECRET_NAME.to_string(), Secret::new("s"))].into());
-        let file = ConnectorFile::parse(&text, Path::new("x.yaml"), &store, &SECTIONS).expect("parses");
-        let config = EmbeddedConfig::from_file(file).expect("valid");
+        let parse = |text: &str| {
+            let file = ConnectorFile::parse(text, Path::new("x.yaml"), &store, &SECTIONS).expect("parses");
+            EmbeddedConfig::from_file(file).expect("valid")
+        };
+        let config = parse(&emulated.yaml());
         assert_eq!(config.falcon.app_id, "test-app");
-        assert_eq!(config.cloudtrail.linger, std::time::Duration::from_millis(20));
+        assert_eq!(
+            config.destination.settings().linger,
+            std::time::Duration::from_millis(20)
+        );
         assert!(config.metrics.address.is_some());
+        let cloudwatch = EmulatedCloudWatch {
+            url: &cloudtrail,
+            log_group: "/falcon/audit",
+            log_stream: "tenant",
+            extra: "  linger: 30ms\n",
+        };
+        let config = parse(&emulated.yaml_with_cloudwatch(&cloudwatch));
+        assert_eq!(config.destination.section(), "cloudwatch");
+        assert_eq!(
+            config.destination.settings().linger,
+            std::time::Duration::from_millis(30)
+        );
     }
 }

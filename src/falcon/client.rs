@@ -22,7 +22,7 @@ use crate::falcon::auth::{Auth, AuthSettings};
 use crate::falcon::config::{FalconConfig, StartPosition};
 use crate::falcon::discovery::{discover, DiscoveryRequest, StreamResource};
 use crate::falcon::error::FalconError;
-use crate::falcon::feed::{read_feed, FeedContext, FeedEnd, FeedItem, FeedSettings, FeedStart};
+use crate::falcon::feed::{read_feed, FeedContext, FeedEnd, FeedItem, FeedSettings, FeedStart, HeldRuns};
 use crate::falcon::metrics::FalconMetrics;
 use crate::falcon::refresh::{refresh_loop, RefreshEnd};
 
@@ -32,12 +32,25 @@ const HEALTHY_GENERATION: Duration = Duration::from_secs(10);
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 /// Delay before reconnecting after a healthy generation ended normally.
 const QUICK_RECONNECT: Duration = Duration::from_millis(100);
+/// appIds tried in turn: the configured one, then `<app_id>.1` … `.15`.
+pub const APP_ID_SLOTS: usize = 16;
+/// How long a held configured appId is waited for at start-up before moving
+/// on to a derived one (a just-stopped session of our own may be released).
+const APP_ID_PATIENCE: Duration = Duration::from_secs(3);
+/// Wait between discoveries while moving through held appIds.
+const APP_ID_STEP: Duration = Duration::from_millis(500);
 
 /// Where the caller keeps what it has durably written: the last offset per
 /// partition (the source recovers it from its topic).
 pub trait CursorStore: Send + Sync {
     /// The last offset durably written for `partition`, if any.
     fn last_written(&self, partition: u32) -> Pin<Box<dyn Future<Output = anyhow::Result<Option<u64>>> + Send + '_>>;
+
+    /// The offset ranges of `partition` already written (inclusive), which a
+    /// start at `earliest` or at an offset skips. The default knows none.
+    fn held_runs(&self, _partition: u32) -> Pin<Box<dyn Future<Output = anyhow::Result<HeldRuns>> + Send + '_>> {
+        Box::pin(async { Ok(HeldRuns::default()) })
+    }
 }
 
 /// A [`CursorStore`] that knows nothing: every partition starts per `start`.
@@ -59,6 +72,80 @@ pub struct FalconClient {
     auth: Arc<Auth>,
     metrics: Arc<FalconMetrics>,
     cursors: Mutex<HashMap<u32, Option<u64>>>,
+    held: Mutex<HashMap<u32, Arc<HeldRuns>>>,
+    app_ids: Mutex<AppIds>,
+}
+
+/// Which appId the client uses. Falcon holds an appId for as long as its
+/// session lives, connected or not (until it expires unrefreshed, up to
+/// `refreshActiveSessionInterval`, 30 min), so a client that lost its
+/// connection, or a restarted process, finds its own dead session blocking it.
+/// Offsets do not depend on the appId, so the client moves on to a derived
+/// one instead of waiting; only one generation streams at a time, and an
+/// abandoned session expires on its own because nothing refreshes it.
+#[derive(Debug)]
+struct AppIds {
+    names: Vec<String>,
+    current: usize,
+    /// True once a generation streamed on the current appId in this process:
+    /// an empty discovery then means our own dead session holds it.
+    streamed_on_current: bool,
+    /// When the current appId was first found held.
+    held_since: Option<Instant>,
+    /// Empty discoveries since the last successful one.
+    held_in_a_row: usize,
+}
+
+impl AppIds {
+    fn new(base: &str) -> Self {
+        Self {
+            names: derived_app_ids(base),
+            current: 0,
+            streamed_on_current: false,
+            held_since: None,
+            held_in_a_row: 0,
+        }
+    }
+
+    fn current(&self) -> &str {
+        &self.names[self.current]
+    }
+
+    /// After an empty discovery: true when the client should try the next
+    /// appId now rather than wait for this one.
+    fn held(&mut self) -> bool {
+        self.held_in_a_row += 1;
+        let since = *self.held_since.get_or_insert_with(Instant::now);
+        let move_on = self.streamed_on_current || self.current > 0 || since.elapsed() >= APP_ID_PATIENCE;
+        if move_on {
+            self.current = (self.current + 1) % self.names.len();
+            self.streamed_on_current = false;
+        }
+        move_on
+    }
+
+    /// True when every appId was found held since the last success.
+    fn all_held(&self) -> bool {
+        self.held_in_a_row >= self.names.len()
+    }
+
+    fn streaming(&mut self) {
+        self.streamed_on_current = true;
+        self.held_since = None;
+        self.held_in_a_row = 0;
+    }
+}
+
+/// The configured appId and the ones derived from it: `<app_id>.<n>`, the base
+/// shortened so that each fits the API's 32 characters.
+pub fn derived_app_ids(base: &str) -> Vec<String> {
+    let mut names = vec![base.to_string()];
+    for n in 1..APP_ID_SLOTS {
+        let suffix = format!(".{n}");
+        let keep = base.len().min(32 - suffix.len());
+        names.push(format!("{}{suffix}", &base[..keep]));
+    }
+    names
 }
 
 /// How one generation ended.
@@ -82,9 +169,13 @@ impl FalconClient {
     /// Builds a client from a validated configuration.
     pub fn new(config: FalconConfig, metrics: Arc<FalconMetrics>) -> anyhow::Result<Self> {
         config.validate()?;
+        if let (Some(base), Some(cloud)) = (&config.base_url, config.cloud) {
+            tracing::info!(base_url = %base, cloud = %cloud.name(), "falcon.base_url overrides falcon.cloud");
+        }
         let agent = crate::net::user_agent();
-        let api = crate::net::api_client(config.request_timeout, &agent)?;
-        let feed = crate::net::streaming_client(&agent)?;
+        let network = config.network();
+        let api = crate::net::api_client(config.request_timeout, &agent, &network)?;
+        let feed = crate::net::streaming_client(&agent, &network)?;
         let settings = AuthSettings {
             base: config.api_base(),
             client_id: config.client_id.clone(),
@@ -95,6 +186,7 @@ impl FalconClient {
             rate_limit_wait: config.rate_limit_wait,
         };
         let auth = Arc::new(Auth::new(api.clone(), settings, metrics.clone()));
+        let app_ids = Mutex::new(AppIds::new(&config.app_id));
         Ok(Self {
             config,
             api,
@@ -102,6 +194,8 @@ impl FalconClient {
             auth,
             metrics,
             cursors: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
+            app_ids,
         })
     }
 
@@ -119,14 +213,29 @@ impl FalconClient {
     pub async fn discover_once(&self) -> Result<Vec<StreamResource>, FalconError> {
         let bearer = self.auth.token().await?;
         let base = self.auth.base_url();
-        discover(&self.api, &self.discovery_request(&base, &bearer)).await
+        let app_id = self.config.app_id.clone();
+        discover(&self.api, &self.discovery_request(&base, &bearer, &app_id)).await
     }
 
-    fn discovery_request<'a>(&'a self, base: &'a url::Url, bearer: &'a crate::secret::Secret) -> DiscoveryRequest<'a> {
+    /// The appId the client uses now.
+    pub fn app_id(&self) -> String {
+        self.app_ids_lock().current().to_string()
+    }
+
+    fn app_ids_lock(&self) -> std::sync::MutexGuard<'_, AppIds> {
+        self.app_ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn discovery_request<'a>(
+        &'a self,
+        base: &'a url::Url,
+        bearer: &'a crate::secret::Secret,
+        app_id: &'a str,
+    ) -> DiscoveryRequest<'a> {
         DiscoveryRequest {
             base,
             bearer,
-            app_id: &self.config.app_id,
+            app_id,
             allow_insecure_http: self.config.allow_insecure_http,
             rate_limit_wait: self.config.rate_limit_wait,
         }
@@ -188,26 +297,24 @@ impl FalconClient {
         };
         let base = self.auth.base_url();
         FalconMetrics::inc(&self.metrics.discoveries);
-        let resources = match discover(&self.api, &self.discovery_request(&base, &bearer)).await {
+        let app_id = self.app_id();
+        let resources = match discover(&self.api, &self.discovery_request(&base, &bearer, &app_id)).await {
             Ok(resources) => resources,
             Err(e) => return self.setup_failure(e, *ever_connected),
         };
         if resources.is_empty() {
             FalconMetrics::inc(&self.metrics.discovery_empty);
-            let wait = discovery_backoff.next_delay();
-            let reason = format!(
-                "no streams available for appId {:?}: another session holds it (a just-stopped one lingers for \
-                 a few minutes, or another instance uses the same falcon.app_id); retrying in {wait:?}",
-                self.config.app_id
-            );
-            tracing::warn!("{reason}");
-            return Generation::Retry {
-                reason,
-                wait: Some(wait),
-                healthy: false,
-            };
+            return self.app_id_held(&app_id, discovery_backoff);
         }
         discovery_backoff.reset();
+        self.app_ids_lock().streaming();
+        if app_id != self.config.app_id {
+            tracing::info!(
+                app_id,
+                configured = self.config.app_id,
+                "streaming with a derived appId while Falcon still holds the configured one"
+            );
+        }
         let mut starts = Vec::with_capacity(resources.len());
         for resource in &resources {
             match self.start_of(resource.partition, store).await {
@@ -223,6 +330,48 @@ impl FalconClient {
         }
         *ever_connected = true;
         self.stream_all(resources, starts, out, cancel).await
+    }
+
+    /// What to do when discovery answers no streams for `app_id`: Falcon holds
+    /// it for a live or a dead session. Try the next appId soon, or wait a
+    /// little for this one at start-up, or back off when every one is held.
+    fn app_id_held(&self, app_id: &str, discovery_backoff: &mut Backoff) -> Generation {
+        let (moved, all_held, next) = {
+            let mut ids = self.app_ids_lock();
+            let moved = ids.held();
+            (moved, ids.all_held(), ids.current().to_string())
+        };
+        let wait = if all_held {
+            discovery_backoff.next_delay()
+        } else {
+            APP_ID_STEP
+        };
+        let reason = if moved {
+            format!(
+                "no streams available for appId {app_id:?}: Falcon still holds it for an earlier session (one that \
+                 stopped or lost its connection keeps it until it expires unrefreshed); trying appId {next:?} in \
+                 {wait:?} (offsets do not depend on the appId)"
+            )
+        } else {
+            format!(
+                "no streams available for appId {app_id:?}: another session holds it (a just-stopped one, or \
+                 another instance using the same falcon.app_id); asking again in {wait:?}"
+            )
+        };
+        if all_held {
+            tracing::warn!(
+                "every appId derived from {:?} is held; an instance with the same falcon.app_id may be running \
+                 elsewhere. {reason}",
+                self.config.app_id
+            );
+        } else {
+            tracing::warn!("{reason}");
+        }
+        Generation::Retry {
+            reason,
+            wait: Some(wait),
+            healthy: false,
+        }
     }
 
     /// Maps an authentication or discovery error to what the loop does next.
@@ -269,13 +418,48 @@ impl FalconClient {
                     tracing::info!(partition, last, "resuming after the last event in the topic");
                     FeedStart::Offset(last.saturating_add(1))
                 }
-                None => FeedStart::Oldest,
+                None => match self.config.initial_offsets.get(&partition) {
+                    Some(first) => FeedStart::Offset(*first),
+                    None => FeedStart::Oldest,
+                },
             },
-            StartPosition::Earliest => FeedStart::Oldest,
+            StartPosition::Earliest => self.skipping_held(partition, 0, store).await?,
             StartPosition::Latest => FeedStart::Latest,
-            StartPosition::Offset(offset) => FeedStart::Offset(offset),
+            StartPosition::Offset(offset) => self.skipping_held(partition, offset, store).await?,
         };
         Ok(start)
+    }
+
+    /// A start at `offset` (0: the oldest retained event) that appends only
+    /// what the topic does not hold: it starts after a held range it falls in,
+    /// and the feed skips the held ranges after it.
+    async fn skipping_held(&self, partition: u32, offset: u64, store: &dyn CursorStore) -> anyhow::Result<FeedStart> {
+        let held = store.held_runs(partition).await?;
+        let from = held.first_not_held(offset);
+        if !held.is_empty() {
+            tracing::info!(
+                partition,
+                requested = offset,
+                from,
+                "starting where the topic's events end; events the topic already holds are skipped"
+            );
+        }
+        if let Ok(mut map) = self.held.lock() {
+            map.insert(partition, Arc::new(held));
+        }
+        Ok(if from == 0 {
+            FeedStart::Oldest
+        } else {
+            FeedStart::Offset(from)
+        })
+    }
+
+    fn held_of(&self, partition: u32) -> Arc<HeldRuns> {
+        self.held
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&partition).cloned())
+            .unwrap_or_default()
     }
 
     fn cursor(&self, partition: u32) -> Option<Option<u64>> {
@@ -313,9 +497,10 @@ impl FalconClient {
         for (resource, start) in resources.into_iter().zip(starts) {
             let resource = Arc::new(resource);
             let mut last = self.cursor(resource.partition).flatten();
+            let held = self.held_of(resource.partition);
             let (ctx, feed_resource, feed_stop) = (ctx.clone(), resource.clone(), stop.clone());
             tasks.spawn(async move {
-                let end = read_feed(&ctx, &feed_resource, start, &mut last, &feed_stop).await;
+                let end = read_feed(&ctx, &feed_resource, start, &held, &mut last, &feed_stop).await;
                 (TaskEnd::Feed(feed_resource.partition, end), last)
             });
             let (api, auth, metrics, refresh_stop) =

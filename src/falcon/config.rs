@@ -92,6 +92,10 @@ pub struct FalconConfig {
     /// Start positions of single partitions, overriding `start`.
     #[serde(default)]
     pub partition_start: BTreeMap<u32, StartPosition>,
+    /// With `resume`: where a partition the topic holds nothing of yet starts
+    /// (inclusive), e.g. where another tool stopped; later starts resume.
+    #[serde(default)]
+    pub initial_offsets: BTreeMap<u32, u64>,
     /// Server-side `eventType` filter; empty (default) reads every type.
     #[serde(default)]
     pub event_types: Vec<String>,
@@ -116,6 +120,15 @@ pub struct FalconConfig {
     /// Topic for rejected lines (the source stage's dead-letter output).
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// Proxy for the Falcon API (`http://host:port`, or `none`); default `HTTPS_PROXY`.
+    #[serde(default)]
+    pub proxy: Option<crate::net::ProxyChoice>,
+    /// Hosts reached without the proxy (`NO_PROXY` syntax); default `NO_PROXY`.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    /// PEM certificates trusted besides the system's roots (a TLS-inspecting proxy's CA).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_app_id() -> String {
@@ -160,6 +173,7 @@ impl FalconConfig {
             allow_insecure_http: false,
             start: StartPosition::Resume,
             partition_start: BTreeMap::new(),
+            initial_offsets: BTreeMap::new(),
             event_types: Vec::new(),
             idle_timeout: default_idle_timeout(),
             request_timeout: default_request_timeout(),
@@ -168,10 +182,25 @@ impl FalconConfig {
             rate_limit_wait: default_rate_limit_wait(),
             max_line_bytes: default_max_line(),
             dead_letter_topic: None,
+            proxy: None,
+            no_proxy: None,
+            ca_file: None,
         }
     }
 
-    /// The API base URL: `base_url`, else the configured cloud's, else us-1's.
+    /// The section's network settings (proxy, CA file).
+    pub fn network(&self) -> crate::net::NetworkSettings {
+        crate::net::NetworkSettings {
+            proxy: self.proxy.clone(),
+            no_proxy: self.no_proxy.clone(),
+            ca_file: self.ca_file.clone(),
+            section: "falcon",
+        }
+    }
+
+    /// The API base URL: `base_url` (which overrides `cloud`, as a proxy or a
+    /// private endpoint in front of a cloud needs), else the configured cloud's,
+    /// else us-1's.
     pub fn api_base(&self) -> Url {
         self.base_url
             .clone()
@@ -203,9 +232,6 @@ impl FalconConfig {
             );
         }
         crate::net::check_transport(&self.api_base(), self.allow_insecure_http, "falcon.base_url")?;
-        if self.base_url.is_some() && self.cloud.is_some() {
-            bail!("falcon.base_url and falcon.cloud are both set; keep one");
-        }
         if self.idle_timeout < Duration::from_secs(1) {
             bail!("falcon.idle_timeout must be at least 1s");
         }
@@ -252,6 +278,15 @@ mod tests {
         assert_eq!(c.start_for(1), StartPosition::Earliest);
         assert_eq!(c.start_for(2), StartPosition::Offset(7));
         assert_eq!(c.start_for(9), StartPosition::Latest);
+    }
+
+    #[test]
+    fn base_url_overrides_cloud() {
+        let c = parse("client_id: a\nclient_secret: s\ncloud: eu-1\nbase_url: https://proxy.example.net/falcon/\n")
+            .expect("both keys are accepted together");
+        assert_eq!(c.api_base().as_str(), "https://proxy.example.net/falcon/");
+        let c = parse("client_id: a\nclient_secret: s\ncloud: eu-1\n").expect("valid");
+        assert_eq!(c.api_base().as_str(), "https://api.eu-1.crowdstrike.com/");
     }
 
     #[test]

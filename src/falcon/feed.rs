@@ -109,6 +109,7 @@ pub async fn read_feed(
     ctx: &FeedContext,
     resource: &StreamResource,
     start: FeedStart,
+    held: &HeldRuns,
     last: &mut Option<u64>,
     cancel: &CancellationToken,
 ) -> FeedEnd {
@@ -139,6 +140,7 @@ pub async fn read_feed(
     let mut reader = FeedReader {
         partition: resource.partition,
         last: *last,
+        held,
         metrics,
         splitter: LineSplitter::new(settings.max_line_bytes),
     };
@@ -161,6 +163,9 @@ pub async fn read_feed(
         };
         let batch = reader.items(bytes);
         if batch.is_empty() {
+            // Nothing to hand over (keep-alives, repeats, events the topic
+            // holds): the cursor may move past what was skipped.
+            *last = reader.last;
             continue;
         }
         let sent = tokio::select! {
@@ -176,12 +181,47 @@ pub async fn read_feed(
     }
 }
 
+/// Offset ranges of one partition that the topic already holds (inclusive,
+/// sorted): the source skips events in them instead of appending them again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldRuns(Vec<(u64, u64)>);
+
+impl HeldRuns {
+    /// Runs `(first, last)`, in any order.
+    pub fn new(mut runs: Vec<(u64, u64)>) -> Self {
+        runs.sort_unstable();
+        Self(runs)
+    }
+
+    /// True when `offset` lies in a run.
+    pub fn contains(&self, offset: u64) -> bool {
+        let after = self.0.partition_point(|(first, _)| *first <= offset);
+        self.0[..after].iter().rev().any(|(_, last)| offset <= *last)
+    }
+
+    /// The first offset at or after `offset` that no run holds.
+    pub fn first_not_held(&self, mut offset: u64) -> u64 {
+        for (first, last) in &self.0 {
+            if (*first..=*last).contains(&offset) {
+                offset = last.saturating_add(1);
+            }
+        }
+        offset
+    }
+
+    /// True when there is no run.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Turns chunks into items for one partition, dropping repeated offsets.
 /// `last` is the last offset put into a batch, which becomes the partition's
 /// cursor only once that batch has been sent.
 struct FeedReader<'a> {
     partition: u32,
     last: Option<u64>,
+    held: &'a HeldRuns,
     metrics: &'a Arc<FalconMetrics>,
     splitter: LineSplitter,
 }
@@ -210,6 +250,10 @@ impl FeedReader<'_> {
             LineKind::Event(offset) if self.last.is_some_and(|last| offset <= last) => {
                 FalconMetrics::inc(&self.metrics.duplicates);
                 tracing::debug!(partition = self.partition, offset, last = ?self.last, "dropping repeated offset");
+            }
+            LineKind::Event(offset) if self.held.contains(offset) => {
+                self.last = Some(offset);
+                FalconMetrics::inc(&self.metrics.already_in_topic);
             }
             LineKind::Event(offset) => {
                 self.last = Some(offset);
@@ -317,9 +361,11 @@ mod tests {
     #[test]
     fn reader_drops_repeats_and_rejects_junk() {
         let metrics = Arc::new(FalconMetrics::default());
+        let held = HeldRuns::default();
         let mut reader = FeedReader {
             partition: 1,
             last: Some(4),
+            held: &held,
             metrics: &metrics,
             splitter: LineSplitter::new(1 << 20),
         };
@@ -340,5 +386,16 @@ mod tests {
         assert_eq!(reader.last, Some(6));
         assert_eq!(metrics.duplicates.load(std::sync::atomic::Ordering::Relaxed), 2);
         assert_eq!(metrics.keepalives.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn held_runs_skip_what_the_topic_has() {
+        let held = HeldRuns::new(vec![(200, 300), (100, 150), (140, 210)]);
+        assert!(!held.contains(99));
+        assert!(held.contains(100) && held.contains(205) && held.contains(300));
+        assert!(!held.contains(301));
+        assert_eq!(held.first_not_held(120), 301);
+        assert_eq!(held.first_not_held(50), 50);
+        assert_eq!(held.first_not_held(301), 301);
     }
 }

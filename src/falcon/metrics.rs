@@ -33,6 +33,8 @@ pub struct FalconMetrics {
     pub rate_limited: AtomicU64,
     /// Feeds abandoned by the idle watchdog.
     pub idle_timeouts: AtomicU64,
+    /// Events skipped because the topic already holds them (`start: earliest` or an offset).
+    pub already_in_topic: AtomicU64,
 }
 
 impl FalconMetrics {
@@ -59,6 +61,7 @@ impl FalconMetrics {
             ("refresh_failures", get(&self.refresh_failures)),
             ("rate_limited", get(&self.rate_limited)),
             ("idle_timeouts", get(&self.idle_timeouts)),
+            ("already_in_topic", get(&self.already_in_topic)),
         ]
     }
 }

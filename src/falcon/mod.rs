@@ -16,5 +16,5 @@ pub mod refresh;
 pub use client::{CursorStore, FalconClient, NoCursors};
 pub use config::{FalconConfig, StartPosition};
 pub use error::FalconError;
-pub use feed::{FalconRecord, FeedItem, RejectedLine};
+pub use feed::{FalconRecord, FeedItem, HeldRuns, RejectedLine};
 pub use metrics::FalconMetrics;

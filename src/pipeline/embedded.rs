@@ -5,17 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aws_sdk_cloudtraildata::config::Credentials;
+use aws_credential_types::Credentials;
 use tokio_util::sync::CancellationToken;
 
-use crate::cloudtrail::{CloudTrailMetrics, Publisher};
 use crate::config::embedded::EmbeddedConfig;
 use crate::falcon::{FalconClient, FalconMetrics};
 use crate::pipeline::metrics::{serve_configured, MetricsSources, PipelineMetrics};
 use crate::pipeline::recovery::TopicCursors;
 use crate::pipeline::sink::{run_sink, SinkEnd, SinkParts};
 use crate::pipeline::source::run_source;
-use crate::topic::sqlite::{SqliteLog, SqliteTopic};
+use crate::publish::{PublishMetrics, Publisher};
+use crate::topic::sqlite::{SourceClaim, SqliteLog, SqliteTopic};
 use crate::transform::{load_chain, TransformChain};
 
 /// How often retention runs.
@@ -28,10 +28,12 @@ pub struct EmbeddedPipeline {
     config: EmbeddedConfig,
     raw: SqliteTopic,
     dead_letters: SqliteTopic,
+    status: SqliteTopic,
     client: FalconClient,
     chain: TransformChain,
     publisher: Publisher,
     metrics: MetricsSources,
+    _claim: SourceClaim,
 }
 
 impl std::fmt::Debug for EmbeddedPipeline {
@@ -46,26 +48,30 @@ impl EmbeddedPipeline {
     /// Builds the pipeline; `credentials` override the AWS default chain.
     pub async fn build(config: EmbeddedConfig, credentials: Option<Credentials>) -> Result<Self> {
         let log = SqliteLog::open(&config.storage_path(), config.storage.sync)?;
+        let claim = log.claim_for_source()?;
         let raw = log.topic(config.topic())?;
         let dead_letters = log.topic(&config.dead_letter_topic())?;
+        let status = log.topic(&crate::ops::topics::status_topic(config.topic()))?;
         let falcon_metrics = Arc::new(FalconMetrics::default());
         let client = FalconClient::new(config.falcon.clone(), falcon_metrics.clone())?;
         let chain = load_chain(&config.transforms, &config.base_dir, None).await?;
-        let cloudtrail_metrics = Arc::new(CloudTrailMetrics::default());
-        let publisher = Publisher::new(&config.cloudtrail, credentials, cloudtrail_metrics.clone()).await?;
+        let publish_metrics = Arc::new(PublishMetrics::default());
+        let publisher = Publisher::new(&config.destination, credentials, publish_metrics.clone()).await?;
         let metrics = MetricsSources {
             pipeline: Arc::new(PipelineMetrics::default()),
             falcon: Some(falcon_metrics),
-            cloudtrail: Some(cloudtrail_metrics),
+            publisher: Some(publish_metrics),
         };
         Ok(Self {
             config,
             raw,
             dead_letters,
+            status,
             client,
             chain,
             publisher,
             metrics,
+            _claim: claim,
         })
     }
 
@@ -108,8 +114,14 @@ impl EmbeddedPipeline {
             inspect: Some(&self.raw),
             topic: self.raw.name().to_string(),
         };
+        let status_log = crate::ops::status_log::StatusLog {
+            writer: &self.status,
+            inspect: &self.status,
+            instance: self.config.meta.name.clone(),
+        };
+        let delivered = self.metrics.publisher.clone();
         let sink = async {
-            let result = run_sink(
+            let sink = run_sink(
                 parts,
                 self.chain,
                 self.publisher,
@@ -117,17 +129,19 @@ impl EmbeddedPipeline {
                 &pipeline,
                 false,
                 stop.clone(),
-            )
-            .await;
-            if result.is_err() {
-                stop.cancel();
-            }
+            );
+            let delivered = || delivered.as_ref().map_or(0, |m| m.delivered.get());
+            let result = crate::ops::status_log::recorded(status_log, delivered, sink).await;
+            // The sink ends only on a stop or a failure; either way the source
+            // must not go on filling a log nobody reads.
+            stop.cancel();
             result
         };
-        let retention = retention_loop(&self.config, &self.raw, &self.dead_letters, &consumer, stop.clone());
+        let others = [&self.dead_letters, &self.status];
+        let retention = retention_loop(&self.config, &self.raw, &others, &consumer, stop.clone());
         let (source, sink, ()) = tokio::join!(source, sink, retention);
         source.context("the Falcon source stopped")?;
-        match sink.context("the CloudTrail sink stopped")? {
+        match sink.context("the sink stopped")? {
             SinkEnd::Stopped { abandoned } if abandoned > 0 => {
                 tracing::info!(
                     abandoned,
@@ -144,7 +158,7 @@ impl EmbeddedPipeline {
 async fn retention_loop(
     config: &EmbeddedConfig,
     raw: &SqliteTopic,
-    dead_letters: &SqliteTopic,
+    others: &[&SqliteTopic],
     consumer: &str,
     stop: CancellationToken,
 ) {
@@ -167,7 +181,8 @@ async fn retention_loop(
                 continue;
             }
         };
-        for (topic, keep) in [(raw, Some(keep_from)), (dead_letters, None)] {
+        let others = others.iter().map(|t| (*t, None));
+        for (topic, keep) in std::iter::once((raw, Some(keep_from))).chain(others) {
             match topic.enforce_retention(policy.max_age, policy.max_bytes, keep).await {
                 Ok(report) if report.held_back => tracing::warn!(
                     topic = topic.name(),

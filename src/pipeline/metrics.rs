@@ -1,5 +1,7 @@
 //! Pipeline metrics: `/metrics` (Prometheus text) and `/health` on a configurable address.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -10,10 +12,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use crate::cloudtrail::CloudTrailMetrics;
 use crate::config::sections::MetricsConfig;
 use crate::falcon::FalconMetrics;
 use crate::metrics::{render_value, Counter, Gauge};
+use crate::pipeline::progress::PartitionHealth;
+use crate::publish::PublishMetrics;
 
 /// Counters of the stages themselves (the Falcon client and the publisher keep their own).
 #[derive(Debug, Default)]
@@ -39,23 +42,52 @@ pub struct PipelineMetrics {
     health: Mutex<Health>,
 }
 
-/// State of the stages, for `/health`.
+/// State of the stages and of the sink's partitions, for `/health`.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Health {
-    /// `starting`, `running`, `stopped` or `failed: …`, per stage.
-    pub stages: std::collections::BTreeMap<String, String>,
+    /// `starting`, `running`, `paused: …`, `stopped` or `failed: …`, per stage.
+    pub stages: BTreeMap<String, String>,
+    /// Lag and stall state of each topic partition the sink reads.
+    pub partitions: BTreeMap<u32, PartitionHealth>,
+}
+
+impl Health {
+    /// `failed` (a stage failed), `paused` (a stage waits, e.g. the source on a
+    /// full disk: nothing lost, nothing moving), `stalled` (a partition is not
+    /// being read), or `ok`.
+    pub fn status(&self) -> &'static str {
+        if self.stages.values().any(|s| s.starts_with("failed")) {
+            "failed"
+        } else if self.stages.values().any(|s| s.starts_with("paused")) {
+            "paused"
+        } else if self.partitions.values().any(|p| p.stalled) {
+            "stalled"
+        } else {
+            "ok"
+        }
+    }
 }
 
 impl PipelineMetrics {
     /// Records a stage's state.
     pub fn set_stage(&self, stage: &str, state: impl Into<String>) {
-        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        health.stages.insert(stage.to_string(), state.into());
+        self.lock_health().stages.insert(stage.to_string(), state.into());
     }
 
-    /// A copy of the stage states.
+    /// Records the sink's partitions; the lag gauge is their sum.
+    pub fn set_partitions(&self, partitions: BTreeMap<u32, PartitionHealth>) {
+        self.consumer_lag
+            .set(partitions.values().map(|p| p.lag).sum::<u64>().min(i64::MAX as u64) as i64);
+        self.lock_health().partitions = partitions;
+    }
+
+    /// A copy of the stage and partition states.
     pub fn health(&self) -> Health {
-        self.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.lock_health().clone()
+    }
+
+    fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -67,7 +99,7 @@ pub struct MetricsSources {
     /// The Falcon client's, when a source runs here.
     pub falcon: Option<Arc<FalconMetrics>>,
     /// The publisher's, when a sink runs here.
-    pub cloudtrail: Option<Arc<CloudTrailMetrics>>,
+    pub publisher: Option<Arc<PublishMetrics>>,
 }
 
 impl MetricsSources {
@@ -113,8 +145,8 @@ impl MetricsSources {
             ),
             (
                 "falcon_lake_events_delivered_total",
-                "Audit events stored by CloudTrail",
-                self.cloudtrail.as_ref().map_or(0, |c| c.delivered.get()),
+                "Audit events stored by the destination",
+                self.publisher.as_ref().map_or(0, |c| c.delivered.get()),
             ),
         ];
         for (name, help, value) in counters {
@@ -127,6 +159,7 @@ impl MetricsSources {
             "Records in the topic after the sink's committed offset",
             p.consumer_lag.get(),
         );
+        render_partitions(&mut out, &p.health().partitions);
         render_value(
             &mut out,
             "falcon_lake_uncommitted_records",
@@ -134,8 +167,8 @@ impl MetricsSources {
             "Raw records read but not yet committed",
             p.uncommitted.get(),
         );
-        if let Some(c) = &self.cloudtrail {
-            render_cloudtrail(&mut out, c);
+        if let Some(c) = &self.publisher {
+            c.render(&mut out);
         }
         if let Some(f) = &self.falcon {
             for (name, value) in f.snapshot() {
@@ -153,53 +186,25 @@ impl MetricsSources {
     }
 }
 
-fn render_cloudtrail(out: &mut String, c: &CloudTrailMetrics) {
-    let counters: [(&str, &str, u64); 6] = [
-        (
-            "falcon_lake_events_dead_lettered_total",
-            "Audit events CloudTrail refused (dead-lettered)",
-            c.dead_lettered.get(),
-        ),
-        (
-            "falcon_lake_retries_total",
-            "Sends retried (whole requests and single events)",
-            c.request_retries.get() + c.event_retries.get(),
-        ),
-        (
-            "falcon_lake_put_audit_events_requests_total",
-            "PutAuditEvents requests completed",
-            c.requests.get(),
-        ),
-        (
-            "falcon_lake_put_audit_events_failures_total",
-            "PutAuditEvents requests that failed as a whole",
-            c.request_failures.get(),
-        ),
-        (
-            "falcon_lake_put_audit_events_throttled_total",
-            "PutAuditEvents requests throttled",
-            c.throttled.get(),
-        ),
-        (
-            "falcon_lake_event_retries_total",
-            "Single events resent after Throttling/InternalFailure",
-            c.event_retries.get(),
-        ),
-    ];
-    for (name, help, value) in counters {
-        render_value(out, name, "counter", help, value);
+fn render_partitions(out: &mut String, partitions: &BTreeMap<u32, PartitionHealth>) {
+    if partitions.is_empty() {
+        return;
+    }
+    out.push_str("# HELP falcon_lake_partition_lag Records in a topic partition after the sink's committed offset\n");
+    out.push_str("# TYPE falcon_lake_partition_lag gauge\n");
+    for (partition, health) in partitions {
+        let _ = writeln!(
+            out,
+            "falcon_lake_partition_lag{{partition=\"{partition}\"}} {}",
+            health.lag
+        );
     }
     render_value(
         out,
-        "falcon_lake_put_audit_events_in_flight",
+        "falcon_lake_stalled_partitions",
         "gauge",
-        "Requests in flight",
-        c.in_flight.get(),
-    );
-    c.latency.render(
-        out,
-        "falcon_lake_put_audit_events_seconds",
-        "PutAuditEvents latency (batch latency)",
+        "Topic partitions with records to read of which none was read within sink.stall_timeout",
+        partitions.values().filter(|p| p.stalled).count(),
     );
 }
 
@@ -250,18 +255,19 @@ async fn metrics(State(sources): State<Arc<MetricsSources>>) -> impl IntoRespons
 
 async fn health(State(sources): State<Arc<MetricsSources>>) -> impl IntoResponse {
     let health = sources.pipeline.health();
-    let failed = health.stages.values().any(|s| s.starts_with("failed"));
-    let status = if failed {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
+    let status = health.status();
+    let code = if status == "ok" {
         StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     let body = serde_json::json!({
-        "status": if failed { "failed" } else { "ok" },
+        "status": status,
         "stages": health.stages,
+        "partitions": health.partitions,
         "consumer_lag": sources.pipeline.consumer_lag.get(),
     });
-    (status, axum::Json(body))
+    (code, axum::Json(body))
 }
 
 #[cfg(test)]
@@ -273,14 +279,22 @@ mod tests {
         let sources = MetricsSources {
             pipeline: Arc::new(PipelineMetrics::default()),
             falcon: Some(Arc::new(FalconMetrics::default())),
-            cloudtrail: Some(Arc::new(CloudTrailMetrics::default())),
+            publisher: Some(Arc::new(PublishMetrics::default())),
         };
+        if let Some(p) = &sources.publisher {
+            p.set_operation("put_audit_events");
+        }
         sources.pipeline.read.add(3);
-        sources.pipeline.consumer_lag.set(7);
+        sources.pipeline.set_partitions(BTreeMap::from([
+            (0, PartitionHealth { lag: 4, stalled: false }),
+            (1, PartitionHealth { lag: 3, stalled: true }),
+        ]));
         let text = sources.render();
         for needle in [
             "falcon_lake_events_read_total 3\n",
             "falcon_lake_consumer_lag 7\n",
+            "falcon_lake_partition_lag{partition=\"1\"} 3\n",
+            "falcon_lake_stalled_partitions 1\n",
             "falcon_lake_events_delivered_total 0\n",
             "falcon_lake_put_audit_events_seconds_count 0\n",
             "falcon_lake_falcon_reconnects_total 0\n",
@@ -288,5 +302,8 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?}");
         }
+        assert_eq!(sources.pipeline.health().status(), "stalled");
+        sources.pipeline.set_stage("sink", "failed: the publisher panicked");
+        assert_eq!(sources.pipeline.health().status(), "failed");
     }
 }

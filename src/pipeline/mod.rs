@@ -7,6 +7,7 @@ pub mod deadletter;
 pub mod embedded;
 pub mod metrics;
 pub mod offsets;
+pub mod progress;
 pub mod recovery;
 pub mod shutdown;
 pub mod sink;

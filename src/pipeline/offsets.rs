@@ -1,7 +1,10 @@
-//! Which raw offsets may be committed: a batch of raw records is settled when
-//! every audit event it produced is delivered or dead-lettered, and offsets are
-//! committed only over a prefix of settled batches. A later batch settling
-//! first waits for the earlier ones, so no unsettled record is ever committed.
+//! Which raw offsets may be committed: a raw record is settled when every audit
+//! event it produced is delivered or dead-lettered (a record that produced
+//! none is settled at once), and offsets are committed only over a prefix of
+//! settled records, in read order. A later record settling first waits for the
+//! earlier ones, so no unsettled record is ever committed; tracking each record
+//! (not each read batch) lets the commit follow deliveries closely, which keeps
+//! what a crash re-delivers near what was in flight.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -15,66 +18,80 @@ pub fn max_per_partition(offsets: impl IntoIterator<Item = (u32, u64)>) -> Vec<(
     max.into_iter().collect()
 }
 
-/// One transform batch: the raw records it covers and how many events are unsettled.
-#[derive(Debug)]
-struct Unit {
-    id: u64,
-    last_offsets: Vec<(u32, u64)>,
-    records: usize,
-    pending: usize,
+/// One raw record read and not yet committed.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    partition: u32,
+    offset: u64,
+    /// Its audit events not settled yet.
+    events: usize,
 }
 
-/// Tracks batches from read to commit.
+/// Tracks raw records from read to commit. Records get consecutive ids in read
+/// order, so a record is found by its id in constant time.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    units: VecDeque<Unit>,
-    next_id: u64,
-    uncommitted: usize,
+    records: VecDeque<Pending>,
+    /// Id of `records[0]`.
+    first_id: u64,
 }
 
 impl OffsetTracker {
-    /// Opens a batch of `records` raw records ending at `last_offsets` (per
-    /// partition) with `pending` events to settle; returns its id.
-    pub fn open(&mut self, last_offsets: Vec<(u32, u64)>, records: usize, pending: usize) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.uncommitted += records;
-        self.units.push_back(Unit {
-            id,
-            last_offsets,
-            records,
-            pending,
-        });
+    /// Adds records read, in order, each with no event to settle yet; returns
+    /// the id of the first (the others follow consecutively).
+    pub fn open(&mut self, records: impl IntoIterator<Item = (u32, u64)>) -> u64 {
+        let id = self.first_id + self.records.len() as u64;
+        self.records
+            .extend(records.into_iter().map(|(partition, offset)| Pending {
+                partition,
+                offset,
+                events: 0,
+            }));
         id
     }
 
-    /// Settles one event of batch `id`.
+    /// Record `id` produced one more event to settle before it may be committed.
+    pub fn hold(&mut self, id: u64) {
+        if let Some(record) = self.get(id) {
+            record.events += 1;
+        }
+    }
+
+    /// One event of record `id` is settled.
     pub fn settle(&mut self, id: u64) {
-        if let Some(unit) = self.units.iter_mut().find(|u| u.id == id) {
-            unit.pending = unit.pending.saturating_sub(1);
+        if let Some(record) = self.get(id) {
+            record.events = record.events.saturating_sub(1);
         }
     }
 
-    /// Removes the settled prefix and returns the offsets to commit, per partition.
-    pub fn take_committable(&mut self) -> Option<Vec<(u32, u64)>> {
-        let mut settled = Vec::new();
-        while self.units.front().is_some_and(|u| u.pending == 0) {
-            let Some(unit) = self.units.pop_front() else { break };
-            self.uncommitted -= unit.records;
-            settled.extend(unit.last_offsets);
-        }
-        let offsets = max_per_partition(settled);
-        (!offsets.is_empty()).then_some(offsets)
+    fn get(&mut self, id: u64) -> Option<&mut Pending> {
+        let index = usize::try_from(id.checked_sub(self.first_id)?).ok()?;
+        self.records.get_mut(index)
     }
 
-    /// Raw records read and not yet committed.
+    /// Removes the settled prefix; returns the offsets to commit per partition
+    /// and how many records they cover.
+    pub fn take_committable(&mut self) -> Option<(Vec<(u32, u64)>, usize)> {
+        let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut count = 0;
+        while let Some(record) = self.records.front().filter(|r| r.events == 0).copied() {
+            self.records.pop_front();
+            self.first_id += 1;
+            count += 1;
+            let entry = last.entry(record.partition).or_insert(record.offset);
+            *entry = (*entry).max(record.offset);
+        }
+        (count > 0).then(|| (last.into_iter().collect(), count))
+    }
+
+    /// Raw records read and not yet taken for a commit.
     pub fn uncommitted(&self) -> usize {
-        self.uncommitted
+        self.records.len()
     }
 
     /// True when nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.units.is_empty()
+        self.records.is_empty()
     }
 }
 
@@ -85,30 +102,56 @@ mod tests {
     #[test]
     fn commits_only_a_settled_prefix() {
         let mut t = OffsetTracker::default();
-        let a = t.open(vec![(0, 9)], 10, 2);
-        let b = t.open(vec![(0, 19)], 10, 1);
-        let c = t.open(vec![(0, 29), (1, 4)], 15, 0);
+        let a = t.open((0..10).map(|o| (0, o)));
+        t.hold(a);
+        t.hold(a + 9);
+        let b = t.open((10..20).map(|o| (0, o)));
+        t.hold(b + 3);
+        let c = t.open((20..30).map(|o| (0, o)).chain((0..5).map(|o| (1, o))));
+        assert_eq!((a, b, c), (0, 10, 20));
         assert_eq!(t.uncommitted(), 35);
-        t.settle(b);
-        assert_eq!(t.take_committable(), None, "a is still open");
-        t.settle(a);
-        assert_eq!(t.take_committable(), None);
+        t.settle(b + 3);
+        assert_eq!(t.take_committable(), None, "record 0 is still open");
         t.settle(a);
         assert_eq!(
             t.take_committable(),
-            Some(vec![(0, 29), (1, 4)]),
-            "a, b and c all settled"
+            Some((vec![(0, 8)], 9)),
+            "the prefix up to the record still open"
+        );
+        t.settle(a + 9);
+        assert_eq!(
+            t.take_committable(),
+            Some((vec![(0, 29), (1, 4)], 26)),
+            "everything settled"
         );
         assert!(t.is_empty());
         assert_eq!(t.uncommitted(), 0);
-        let _ = c;
     }
 
     #[test]
-    fn empty_batches_commit_at_once() {
+    fn ids_stay_valid_across_commits() {
         let mut t = OffsetTracker::default();
-        t.open(vec![(0, 5)], 6, 0);
-        assert_eq!(t.take_committable(), Some(vec![(0, 5)]));
+        let a = t.open([(0, 0), (0, 1)]);
+        t.hold(a + 1);
+        assert_eq!(t.take_committable(), Some((vec![(0, 0)], 1)));
+        let b = t.open([(0, 2)]);
+        assert_eq!(b, 2);
+        t.hold(b);
+        t.settle(a + 1);
+        assert_eq!(t.take_committable(), Some((vec![(0, 1)], 1)));
+        t.settle(b);
+        t.settle(b);
+        assert_eq!(t.take_committable(), Some((vec![(0, 2)], 1)));
+        t.settle(b);
+        t.hold(99);
+        assert!(t.is_empty(), "settling a committed or unknown id changes nothing");
+    }
+
+    #[test]
+    fn records_without_events_commit_at_once() {
+        let mut t = OffsetTracker::default();
+        t.open((0..6).map(|o| (0, o)));
+        assert_eq!(t.take_committable(), Some((vec![(0, 5)], 6)));
         assert_eq!(t.take_committable(), None);
     }
 }

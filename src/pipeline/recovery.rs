@@ -1,6 +1,15 @@
 //! The source's cursor, recovered from the topic itself: the last offset written
-//! for each Falcon partition, read from record keys, scanning back from the end
-//! in growing windows. No side state file can disagree with the topic.
+//! for each Falcon partition, read from record keys. No side state file can
+//! disagree with the topic.
+//!
+//! Each topic partition is scanned back from its end in windows that double
+//! from [`FIRST_WINDOW`] up to [`MAX_WINDOW`] records, reading keys only
+//! ([`TopicInspect::scan_keys`]), so memory stays bounded however far back a
+//! Falcon partition's last event is, or when it is not in the topic at all (a
+//! new or quiet partition: the whole topic partition is scanned, once, and the
+//! answer kept). Records of one Falcon partition are appended in increasing
+//! offset order, so the newest window that holds a Falcon partition holds its
+//! last offset.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,27 +18,85 @@ use std::pin::Pin;
 use tokio::sync::Mutex;
 
 use crate::audit::SourceKey;
-use crate::falcon::CursorStore;
-use crate::topic::TopicInspect;
+use crate::falcon::{CursorStore, HeldRuns};
+use crate::topic::{PartitionBounds, TopicInspect};
 
 /// First window scanned back from the end of each topic partition.
 const FIRST_WINDOW: u64 = 1_000;
+/// Largest window: the scan's step, not a limit on how far back it goes.
+const MAX_WINDOW: u64 = 65_536;
 
 /// A [`CursorStore`] reading the raw topic.
 #[derive(Debug)]
 pub struct TopicCursors<T> {
     topic: T,
-    scan: Mutex<Scan>,
+    scans: Mutex<Option<Vec<PartitionScan>>>,
+    runs: Mutex<Option<RunsByPartition>>,
 }
 
-/// How far back the topic has been read, and what was found.
-#[derive(Debug, Default)]
-struct Scan {
-    /// Falcon partition → last offset written.
+/// Falcon partition → the offset ranges the topic holds of it.
+type RunsByPartition = HashMap<u32, Vec<(u64, u64)>>;
+
+/// How far back one topic partition has been read, and what was found there.
+#[derive(Debug)]
+struct PartitionScan {
+    /// Topic partition.
+    partition: u32,
+    /// Oldest retained offset.
+    first: u64,
+    /// Everything from here to the end has been scanned.
+    scanned_down_to: u64,
+    /// Next window size.
+    window: u64,
+    /// Falcon partition → last offset written to this topic partition.
     found: HashMap<u32, u64>,
-    /// Topic partition → (next offset to scan down from, first offset, window),
-    /// filled on the first call.
-    remaining: Option<Vec<(u32, u64, u64, u64)>>,
+    /// Records whose keys were read, for [`TopicCursors::keys_read`].
+    keys_read: u64,
+}
+
+impl PartitionScan {
+    fn new(bounds: &PartitionBounds) -> Self {
+        Self {
+            partition: bounds.partition,
+            first: bounds.first,
+            scanned_down_to: bounds.next,
+            window: FIRST_WINDOW,
+            found: HashMap::new(),
+            keys_read: 0,
+        }
+    }
+
+    fn exhausted(&self) -> bool {
+        self.scanned_down_to <= self.first
+    }
+
+    /// Scans further back until `falcon_partition` is found or the topic
+    /// partition is exhausted; returns its last offset here, if any.
+    async fn last_of<T: TopicInspect>(&mut self, topic: &T, falcon_partition: u32) -> anyhow::Result<Option<u64>> {
+        while !self.found.contains_key(&falcon_partition) && !self.exhausted() {
+            let end = self.scanned_down_to;
+            let start = end.saturating_sub(self.window).max(self.first);
+            let mut newest: HashMap<u32, u64> = HashMap::new();
+            let mut keys = 0u64;
+            let mut visit = |_offset: u64, key: Option<&[u8]>| {
+                keys += 1;
+                if let Some(key) = key.and_then(|k| SourceKey::decode(k).ok()) {
+                    let entry = newest.entry(key.partition).or_insert(key.offset);
+                    *entry = (*entry).max(key.offset);
+                }
+            };
+            topic.scan_keys(self.partition, start, end, &mut visit).await?;
+            self.keys_read += keys;
+            // Scanning backwards, the first window a Falcon partition shows up
+            // in holds its last offset; later (older) windows never override it.
+            for (partition, offset) in newest {
+                self.found.entry(partition).or_insert(offset);
+            }
+            self.scanned_down_to = start;
+            self.window = self.window.saturating_mul(2).min(MAX_WINDOW);
+        }
+        Ok(self.found.get(&falcon_partition).copied())
+    }
 }
 
 impl<T: TopicInspect> TopicCursors<T> {
@@ -37,49 +104,104 @@ impl<T: TopicInspect> TopicCursors<T> {
     pub fn new(topic: T) -> Self {
         Self {
             topic,
-            scan: Mutex::new(Scan::default()),
+            scans: Mutex::new(None),
+            runs: Mutex::new(None),
         }
     }
 
-    /// Scans further back until `partition` is found or the topic is exhausted;
-    /// later calls continue where this one stopped.
-    async fn find(&self, partition: u32) -> anyhow::Result<Option<u64>> {
-        let mut scan = self.scan.lock().await;
-        if let Some(last) = scan.found.get(&partition) {
-            return Ok(Some(*last));
-        }
-        if scan.remaining.is_none() {
+    /// The last offset of `falcon_partition` in the topic. Topic partitions are
+    /// consulted in order and the first that holds the Falcon partition
+    /// answers; a Falcon partition → topic partition mapping would consult only
+    /// its own.
+    async fn find(&self, falcon_partition: u32) -> anyhow::Result<Option<u64>> {
+        let mut guard = self.scans.lock().await;
+        if guard.is_none() {
             let bounds = self.topic.bounds().await?;
-            scan.remaining = Some(
-                bounds
-                    .iter()
-                    .map(|b| (b.partition, b.next, b.first, FIRST_WINDOW))
-                    .collect(),
-            );
+            *guard = Some(bounds.iter().map(PartitionScan::new).collect());
         }
-        let Scan { found, remaining } = &mut *scan;
-        for (topic_partition, end, first, window) in remaining.iter_mut().flatten() {
-            while *end > *first && !found.contains_key(&partition) {
-                let start = end.saturating_sub(*window).max(*first);
-                for record in self.topic.read_range(*topic_partition, start, *end).await? {
-                    if let Some(key) = record.key.as_deref().and_then(|k| SourceKey::decode(k).ok()) {
-                        // Scanning backwards, the first window a Falcon partition
-                        // shows up in holds its last offset: keep that window's maximum.
-                        let entry = found.entry(key.partition).or_insert(key.offset);
-                        *entry = (*entry).max(key.offset);
-                    }
-                }
-                *end = start;
-                *window = window.saturating_mul(2);
+        for scan in guard.iter_mut().flatten() {
+            if let Some(last) = scan.last_of(&self.topic, falcon_partition).await? {
+                return Ok(Some(last));
             }
         }
-        Ok(found.get(&partition).copied())
+        Ok(None)
+    }
+
+    /// What the topic holds of `falcon_partition`, as ranges of offsets written
+    /// in one go (a feed appends every event it serves, in order, so a run
+    /// from `first` to `last` means the topic holds all Falcon served between).
+    /// A run ends where offsets go back (a start at `earliest` or an offset
+    /// appended older events after newer ones). This reads every key of the
+    /// topic once (only when a start position asks for it), keeping only the
+    /// runs.
+    async fn held(&self, falcon_partition: u32) -> anyhow::Result<HeldRuns> {
+        let mut guard = self.runs.lock().await;
+        if guard.is_none() {
+            let began = std::time::Instant::now();
+            let mut runs = RunsByPartition::new();
+            let mut keys = 0u64;
+            for bounds in self.topic.bounds().await? {
+                // Runs never span topic partitions: each is scanned on its own.
+                let mut current: HashMap<u32, (u64, u64)> = HashMap::new();
+                let mut visit = |_offset: u64, key: Option<&[u8]>| {
+                    keys += 1;
+                    let Some(key) = key.and_then(|k| SourceKey::decode(k).ok()) else {
+                        return;
+                    };
+                    match current.get_mut(&key.partition) {
+                        Some(run) if key.offset > run.1 => run.1 = key.offset,
+                        Some(run) => {
+                            runs.entry(key.partition).or_default().push(*run);
+                            *run = (key.offset, key.offset);
+                        }
+                        None => {
+                            current.insert(key.partition, (key.offset, key.offset));
+                        }
+                    }
+                };
+                self.topic
+                    .scan_keys(bounds.partition, bounds.first, bounds.next, &mut visit)
+                    .await?;
+                for (partition, run) in current {
+                    runs.entry(partition).or_default().push(run);
+                }
+            }
+            tracing::info!(
+                keys,
+                elapsed_ms = began.elapsed().as_millis() as u64,
+                "read the topic's keys to skip what it already holds"
+            );
+            *guard = Some(runs);
+        }
+        let runs = guard.as_ref().and_then(|r| r.get(&falcon_partition)).cloned();
+        Ok(HeldRuns::new(runs.unwrap_or_default()))
+    }
+
+    /// Keys read so far over every topic partition (what recovery has cost).
+    pub async fn keys_read(&self) -> u64 {
+        self.scans.lock().await.iter().flatten().map(|s| s.keys_read).sum()
     }
 }
 
 impl<T: TopicInspect> CursorStore for TopicCursors<T> {
+    fn held_runs(&self, partition: u32) -> Pin<Box<dyn Future<Output = anyhow::Result<HeldRuns>> + Send + '_>> {
+        Box::pin(self.held(partition))
+    }
+
     fn last_written(&self, partition: u32) -> Pin<Box<dyn Future<Output = anyhow::Result<Option<u64>>> + Send + '_>> {
-        Box::pin(self.find(partition))
+        Box::pin(async move {
+            let began = std::time::Instant::now();
+            let last = self.find(partition).await?;
+            let keys_read = self.keys_read().await;
+            tracing::debug!(
+                partition,
+                ?last,
+                keys_read,
+                elapsed_ms = began.elapsed().as_millis() as u64,
+                "recovered the cursor from the topic"
+            );
+            Ok(last)
+        })
     }
 }
 
@@ -87,24 +209,24 @@ impl<T: TopicInspect> CursorStore for TopicCursors<T> {
 mod tests {
     use super::*;
     use crate::topic::sqlite::{SqliteLog, SyncMode};
-    use crate::topic::{NewRecord, TopicWriter};
+    use crate::topic::{NewRecord, TopicRecord, TopicWriter};
     use bytes::Bytes;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn record(partition: u32, offset: u64) -> NewRecord {
+        NewRecord {
+            key: Some(Bytes::from(SourceKey::new(partition, offset).encode())),
+            value: Bytes::from_static(b"{}"),
+        }
+    }
 
     #[tokio::test]
     async fn finds_each_partition_s_last_offset() {
         let dir = tempfile::tempdir().expect("dir");
         let log = SqliteLog::open(&dir.path().join("log.db"), SyncMode::Normal).expect("open");
         let topic = log.topic("raw").expect("topic");
-        let mut records = vec![NewRecord {
-            key: Some(Bytes::from(SourceKey::new(1, 7).encode())),
-            value: Bytes::from_static(b"{}"),
-        }];
-        for offset in 100..3_100 {
-            records.push(NewRecord {
-                key: Some(Bytes::from(SourceKey::new(0, offset).encode())),
-                value: Bytes::from_static(b"{}"),
-            });
-        }
+        let mut records = vec![record(1, 7)];
+        records.extend((100..3_100).map(|offset| record(0, offset)));
         topic.append(records).await.expect("append");
         let cursors = TopicCursors::new(topic);
         assert_eq!(cursors.last_written(0).await.expect("scan"), Some(3_099));
@@ -114,5 +236,69 @@ mod tests {
             "found after scanning further back"
         );
         assert_eq!(cursors.last_written(2).await.expect("scan"), None);
+    }
+
+    /// A topic that counts what recovery asks of it: whole records must never
+    /// be read, and no key scan may span more than the largest window.
+    struct Counting<T> {
+        inner: T,
+        largest_scan: AtomicU64,
+        records_read: AtomicU64,
+    }
+
+    impl<T: TopicInspect> TopicInspect for Counting<T> {
+        async fn bounds(&self) -> anyhow::Result<Vec<PartitionBounds>> {
+            self.inner.bounds().await
+        }
+
+        async fn read_range(&self, partition: u32, from: u64, to: u64) -> anyhow::Result<Vec<TopicRecord>> {
+            let records = self.inner.read_range(partition, from, to).await?;
+            self.records_read.fetch_add(records.len() as u64, Ordering::Relaxed);
+            Ok(records)
+        }
+
+        async fn scan_keys(
+            &self,
+            partition: u32,
+            from: u64,
+            to: u64,
+            visit: &mut (dyn FnMut(u64, Option<&[u8]>) + Send),
+        ) -> anyhow::Result<()> {
+            self.largest_scan.fetch_max(to - from, Ordering::Relaxed);
+            self.inner.scan_keys(partition, from, to, visit).await
+        }
+    }
+
+    /// Issue 9 §2: a Falcon partition absent from a large topic is looked for
+    /// in bounded key-only windows, once.
+    #[tokio::test]
+    async fn an_absent_partition_costs_bounded_key_reads_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = SqliteLog::open(&dir.path().join("log.db"), SyncMode::Normal).expect("open");
+        let topic = log.topic("raw").expect("topic");
+        let total = 300_000u64;
+        for chunk in (0..total).collect::<Vec<_>>().chunks(50_000) {
+            topic
+                .append(chunk.iter().map(|o| record(0, 1_000 + o)).collect())
+                .await
+                .expect("append");
+        }
+        let counting = Counting {
+            inner: topic,
+            largest_scan: AtomicU64::new(0),
+            records_read: AtomicU64::new(0),
+        };
+        let cursors = TopicCursors::new(counting);
+        assert_eq!(cursors.last_written(0).await.expect("scan"), Some(1_000 + total - 1));
+        assert_eq!(cursors.last_written(5).await.expect("scan"), None, "absent");
+        assert_eq!(cursors.keys_read().await, total, "every key read once");
+        assert_eq!(cursors.last_written(6).await.expect("scan"), None, "also absent");
+        assert_eq!(
+            cursors.keys_read().await,
+            total,
+            "the answer is kept, not scanned again"
+        );
+        assert!(cursors.topic.largest_scan.load(Ordering::Relaxed) <= MAX_WINDOW);
+        assert_eq!(cursors.topic.records_read.load(Ordering::Relaxed), 0, "no values read");
     }
 }

@@ -1,42 +1,94 @@
 //! The sink stage: raw records from the topic, through the SmartModule chain
 //! (in-process), to CloudTrail; offsets committed only over what is settled.
 //!
-//! Three parts run concurrently: a reader task that holds one permit per
-//! uncommitted raw record (the window), the chain on its own thread, and this
-//! loop, which hands events to the publisher, writes dead letters, and commits
-//! the settled prefix. A crash re-delivers at most the window: duplicates, never
-//! losses.
+//! Three parts run concurrently: a reader task that holds one permit per raw
+//! record read and not yet durably committed (the window), the chain on its
+//! own thread, and this loop, which hands events to the publisher, writes dead
+//! letters, and commits the settled prefix as soon as it grows. Permits come
+//! back only once a commit is durable, so however long commits fail, a crash
+//! re-delivers at most `sink.window` records: duplicates, never losses. A stage
+//! that panics or ends unexpectedly stops the sink with an error naming it.
 
+use std::any::Any;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::cloudtrail::{FatalError, Outcome, PublishItem, Publisher, Settlement};
 use crate::config::sections::SinkConfig;
 use crate::pipeline::deadletter::{DeadLetter, Origin, Stage};
 use crate::pipeline::metrics::PipelineMetrics;
 use crate::pipeline::offsets::{max_per_partition, OffsetTracker};
+use crate::pipeline::progress::Progress;
 use crate::pipeline::source::append_until_done;
+use crate::publish::{FatalError, Outcome, PublishItem, Publisher, Settlement};
 use crate::topic::{OffsetCommitter, TopicInspect, TopicReader, TopicRecord, TopicWriter};
 use crate::transform::{ChainOutput, InputRecord, TransformChain};
 
 /// How long a read waits for new records before looking again.
 const READ_WAIT: Duration = Duration::from_millis(200);
+/// How often the consumer lag is measured.
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
+/// First delay before a failed commit is tried again; doubles up to the max.
+const COMMIT_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest delay between commit attempts.
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The transform stage as the sink drives it: a batch of raw records in, the
+/// emitted records and per-record failures out. [`TransformChain`] is the one
+/// the pipelines use; the trait is the seam a test uses to make the stage fail.
+pub trait Transform: Send + 'static {
+    /// Processes one batch; `Err` only for what stops the sink.
+    fn process(&mut self, records: &[InputRecord<'_>]) -> Result<ChainOutput>;
+}
+
+impl Transform for TransformChain {
+    fn process(&mut self, records: &[InputRecord<'_>]) -> Result<ChainOutput> {
+        TransformChain::process(self, records)
+    }
+}
+
+/// The delivery stage the sink hands audit events to: it settles every event it
+/// accepts (delivered or dead-lettered) until its input closes, or stops on a
+/// fatal error. [`Publisher`] is the CloudTrail one.
+pub trait Deliver: Send + 'static {
+    /// Runs until `input` closes and everything is settled, or a fatal error.
+    fn deliver(
+        self,
+        input: mpsc::Receiver<PublishItem<SinkToken>>,
+        settled: mpsc::Sender<Settlement<SinkToken>>,
+    ) -> impl Future<Output = Result<(), FatalError>> + Send + 'static;
+}
+
+impl Deliver for Publisher {
+    fn deliver(
+        self,
+        input: mpsc::Receiver<PublishItem<SinkToken>>,
+        settled: mpsc::Sender<Settlement<SinkToken>>,
+    ) -> impl Future<Output = Result<(), FatalError>> + Send + 'static {
+        self.run(input, settled)
+    }
+}
 
 /// What travels with an audit event through the publisher.
 #[derive(Debug, Clone)]
 pub struct SinkToken {
-    unit: u64,
+    /// The raw record's id in the offset tracker.
+    record: u64,
     partition: u32,
     offset: u64,
     key: Option<Bytes>,
+    /// The raw record, for a dead letter (shares the read buffer).
+    raw: Bytes,
 }
 
 /// A transformed batch.
@@ -72,11 +124,12 @@ pub struct SinkParts<'a, R, C, D, I> {
 }
 
 /// Runs the sink until `cancel` fires, the reader runs dry (`stop_at_end`), or
-/// a fatal error. Fatal errors return `Err` with nothing more committed.
+/// a stage fails. Failures return `Err` naming the stage, with nothing more
+/// committed, and mark the sink failed on `/health`.
 pub async fn run_sink<R, C, D, I>(
     parts: SinkParts<'_, R, C, D, I>,
-    chain: TransformChain,
-    publisher: Publisher,
+    chain: impl Transform,
+    publisher: impl Deliver,
     settings: &SinkConfig,
     metrics: &Arc<PipelineMetrics>,
     stop_at_end: bool,
@@ -88,125 +141,226 @@ where
     D: TopicWriter,
     I: TopicInspect,
 {
-    let SinkParts {
-        reader,
-        committer,
-        dead_letters,
-        inspect,
-        topic,
-    } = parts;
-    let permits = Arc::new(Semaphore::new(settings.window));
-    let reader_stop = CancellationToken::new();
-    let (raw_tx, raw_rx) = mpsc::channel::<Vec<TopicRecord>>(4);
-    let (done_tx, done_rx) = mpsc::channel::<Transformed>(4);
-    let reader = tokio::spawn(read_loop(
-        reader,
-        permits.clone(),
-        settings.read_batch,
-        raw_tx,
-        stop_at_end,
-        reader_stop.clone(),
-    ));
-    let transformer = spawn_transformer(chain, raw_rx, done_tx)?;
-    let (publish_tx, publish_rx) = mpsc::channel::<PublishItem<SinkToken>>(settings.window.max(100));
-    let (settled_tx, settled_rx) = mpsc::channel::<Settlement<SinkToken>>(settings.window.max(100));
-    let publisher_task = tokio::spawn(publisher.run(publish_rx, settled_tx));
-    metrics.set_stage("sink", "running");
-    let mut state = SinkLoop {
-        tracker: OffsetTracker::default(),
-        outbox: VecDeque::new(),
-        publish: Some(publish_tx),
-        uncommitted_offsets: None,
-        committed: Default::default(),
-        permits,
-        metrics: metrics.clone(),
-        topic,
-    };
-    let io = LoopIo {
-        committer,
-        dead_letters,
-        inspect,
-    };
-    let end = state
-        .run(&io, settings, done_rx, settled_rx, cancel, reader_stop.clone())
-        .await;
-    reader_stop.cancel();
-    reader.abort();
-    let publisher_result = finish_publisher(publisher_task).await;
-    drop(transformer);
-    let end = match (end, publisher_result) {
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(fatal)) => Err(anyhow!(fatal)),
-        (Ok(end), Ok(())) => Ok(end),
-    };
+    let end = async {
+        let committed = match parts.committer {
+            Some(committer) => committer
+                .committed()
+                .await
+                .context("reading the sink's stored offsets")?,
+            None => Vec::new(),
+        };
+        // A bounded replay stops at its range's end, which is no stall.
+        let stall_timeout = (!stop_at_end).then_some(settings.stall_timeout);
+        let progress = Progress::new(&committed, &parts.reader.positions(), stall_timeout);
+        let mut running = Running::start(parts, chain, publisher, settings, metrics, progress, stop_at_end)?;
+        running.run(settings, cancel, stop_at_end).await
+    }
+    .await;
     match &end {
         Ok(_) => metrics.set_stage("sink", "stopped"),
-        Err(e) => metrics.set_stage("sink", format!("failed: {e:#}")),
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "the sink stopped");
+            metrics.set_stage("sink", format!("failed: {e:#}"))
+        }
     }
     end
 }
 
-async fn finish_publisher(task: tokio::task::JoinHandle<Result<(), FatalError>>) -> Result<(), FatalError> {
+/// A started sink: its stages running, the loop's state and channels.
+struct Running<'a, C, D, I> {
+    state: SinkLoop,
+    io: LoopIo<'a, C, D, I>,
+    transformed: mpsc::Receiver<Transformed>,
+    settled: mpsc::Receiver<Settlement<SinkToken>>,
+    publisher: JoinHandle<Result<(), FatalError>>,
+    reader_stop: CancellationToken,
+}
+
+impl<'a, C: OffsetCommitter, D: TopicWriter, I: TopicInspect> Running<'a, C, D, I> {
+    /// Starts the reader task, the SmartModule thread and the publisher.
+    fn start<R: TopicReader + 'static>(
+        parts: SinkParts<'a, R, C, D, I>,
+        chain: impl Transform,
+        publisher: impl Deliver,
+        settings: &SinkConfig,
+        metrics: &Arc<PipelineMetrics>,
+        progress: Progress,
+        stop_at_end: bool,
+    ) -> Result<Self> {
+        let permits = Arc::new(Semaphore::new(settings.window));
+        let reads = Arc::new(AtomicU64::new(0));
+        let reader_stop = CancellationToken::new();
+        let (raw_tx, raw_rx) = mpsc::channel::<Vec<TopicRecord>>(4);
+        let (done_tx, transformed) = mpsc::channel::<Transformed>(4);
+        let reader = tokio::spawn(
+            ReadLoop {
+                reader: parts.reader,
+                permits: permits.clone(),
+                batch: settings.read_batch,
+                out: raw_tx,
+                stop_at_end,
+                stop: reader_stop.clone(),
+                reads: reads.clone(),
+            }
+            .run(),
+        );
+        let transformer = spawn_transformer(chain, raw_rx, done_tx)?;
+        let (publish_tx, publish_rx) = mpsc::channel::<PublishItem<SinkToken>>(settings.window.max(100));
+        let (settled_tx, settled) = mpsc::channel::<Settlement<SinkToken>>(settings.window.max(100));
+        let publisher = tokio::spawn(publisher.deliver(publish_rx, settled_tx));
+        metrics.set_stage("sink", "running");
+        let state = SinkLoop {
+            tracker: OffsetTracker::default(),
+            outbox: VecDeque::new(),
+            publish: Some(publish_tx),
+            publisher_ended_early: false,
+            commits: Commits::default(),
+            progress,
+            reads,
+            stages: Stages {
+                reader: Some(reader),
+                transformer: Some(transformer),
+            },
+            permits,
+            metrics: metrics.clone(),
+            topic: parts.topic,
+        };
+        let io = LoopIo {
+            committer: parts.committer,
+            dead_letters: parts.dead_letters,
+            inspect: parts.inspect,
+        };
+        Ok(Self {
+            state,
+            io,
+            transformed,
+            settled,
+            publisher,
+            reader_stop,
+        })
+    }
+
+    /// Runs the loop, then stops the stages; a publisher failure is the sink's.
+    async fn run(&mut self, settings: &SinkConfig, cancel: CancellationToken, stop_at_end: bool) -> Result<SinkEnd> {
+        let end = self
+            .state
+            .run(
+                &self.io,
+                settings,
+                &mut self.transformed,
+                &mut self.settled,
+                cancel,
+                self.reader_stop.clone(),
+                stop_at_end,
+            )
+            .await;
+        self.reader_stop.cancel();
+        if let Some(reader) = self.state.stages.reader.take() {
+            reader.abort();
+        }
+        let publisher_result = finish_publisher(&mut self.publisher).await;
+        match (end, publisher_result) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(_), Ok(())) if self.state.publisher_ended_early => Err(anyhow!("the publisher stopped unexpectedly")),
+            (Ok(end), Ok(())) => Ok(end),
+        }
+    }
+}
+
+/// Waits for the publisher (aborting it if it is still running after the
+/// drain); its fatal error or panic is the sink's error.
+async fn finish_publisher(task: &mut JoinHandle<Result<(), FatalError>>) -> Result<()> {
     if !task.is_finished() {
         task.abort();
     }
     match task.await {
-        Ok(result) => result,
+        Ok(result) => result.map_err(|fatal| anyhow!(fatal)),
+        Err(e) if e.is_panic() => Err(anyhow!("the publisher panicked: {}", panic_message(&*e.into_panic()))),
+        // Aborted above: the drain is over and what it held stays uncommitted.
         Err(_) => Ok(()),
     }
 }
 
-/// Reads batches while the window has room; stops at the end when asked to.
-async fn read_loop<R: TopicReader>(
-    mut reader: R,
+/// The text of a panic payload.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string())
+}
+
+/// How the reader task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadEnd {
+    /// Told to stop, or its output closed.
+    Stopped,
+    /// The input ran dry and the sink reads to the end only (`stop_at_end`).
+    End,
+}
+
+/// The reader task: reads batches while the window has room.
+struct ReadLoop<R> {
+    reader: R,
     permits: Arc<Semaphore>,
     batch: usize,
     out: mpsc::Sender<Vec<TopicRecord>>,
     stop_at_end: bool,
     stop: CancellationToken,
-) {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-    loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => return,
-            p = permits.clone().acquire_many_owned(batch as u32) => match p { Ok(p) => p, Err(_) => return },
-        };
-        let records = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = reader.next_batch(batch, READ_WAIT) => r,
-        };
-        let records = match records {
-            Ok(records) => records,
-            Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    delay_ms = delay.as_millis() as u64,
-                    "reading the topic failed; retrying"
-                );
-                tokio::time::sleep(delay).await;
+    /// Reads completed, for stall detection.
+    reads: Arc<AtomicU64>,
+}
+
+impl<R: TopicReader> ReadLoop<R> {
+    async fn run(mut self) -> ReadEnd {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        loop {
+            let permit = tokio::select! {
+                _ = self.stop.cancelled() => return ReadEnd::Stopped,
+                p = self.permits.clone().acquire_many_owned(self.batch as u32) => match p {
+                    Ok(p) => p,
+                    Err(_) => return ReadEnd::Stopped,
+                },
+            };
+            let records = tokio::select! {
+                _ = self.stop.cancelled() => return ReadEnd::Stopped,
+                r = self.reader.next_batch(self.batch, READ_WAIT) => r,
+            };
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            let records = match records {
+                Ok(records) => records,
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        delay_ms = delay.as_millis() as u64,
+                        "reading the topic failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            };
+            backoff.reset();
+            if records.is_empty() {
+                if self.stop_at_end {
+                    return ReadEnd::End;
+                }
                 continue;
             }
-        };
-        backoff.reset();
-        if records.is_empty() {
-            if stop_at_end {
-                return;
+            // Keep one permit per record read; they come back on a durable commit.
+            permit.forget();
+            self.permits.add_permits(self.batch - records.len());
+            if self.out.send(records).await.is_err() {
+                return ReadEnd::Stopped;
             }
-            continue;
-        }
-        // Keep one permit per record read; they come back on commit.
-        permit.forget();
-        permits.add_permits(batch - records.len());
-        if out.send(records).await.is_err() {
-            return;
         }
     }
 }
 
 /// Runs the chain on its own thread (wasm execution is CPU-bound and blocking).
 fn spawn_transformer(
-    mut chain: TransformChain,
+    mut chain: impl Transform,
     mut input: mpsc::Receiver<Vec<TopicRecord>>,
     output: mpsc::Sender<Transformed>,
 ) -> Result<std::thread::JoinHandle<()>> {
@@ -237,11 +391,68 @@ fn spawn_transformer(
         .map_err(|e| anyhow!("starting the SmartModule thread: {e}"))
 }
 
+/// The reader task and the SmartModule thread, watched for how they end.
+struct Stages {
+    reader: Option<JoinHandle<ReadEnd>>,
+    transformer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stages {
+    /// The transformed records ended: fine at the end of a bounded read, an
+    /// error naming the stage otherwise.
+    async fn input_ended(&mut self, stop_at_end: bool) -> Result<()> {
+        // The thread ended first (its output closed): a panic there is the cause.
+        if let Some(thread) = self.transformer.take() {
+            let joined = tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_err(|e| anyhow!("waiting for the SmartModule thread: {e}"))?;
+            if let Err(panic) = joined {
+                bail!("the SmartModule thread panicked: {}", panic_message(&*panic));
+            }
+        }
+        // The thread's input closed, so the reader task has ended.
+        let Some(reader) = self.reader.take() else {
+            bail!("the topic reader stopped unexpectedly");
+        };
+        match reader.await {
+            Ok(ReadEnd::End) if stop_at_end => Ok(()),
+            Ok(_) => bail!("the topic reader stopped unexpectedly"),
+            Err(e) if e.is_panic() => bail!("the topic reader panicked: {}", panic_message(&*e.into_panic())),
+            Err(e) => bail!("the topic reader task failed: {e}"),
+        }
+    }
+}
+
 /// What the loop writes to.
 struct LoopIo<'a, C, D, I> {
     committer: Option<&'a C>,
     dead_letters: &'a D,
     inspect: Option<&'a I>,
+}
+
+/// Settled offsets on their way to a durable commit.
+#[derive(Debug)]
+struct Commits {
+    /// Offsets taken from the tracker and not yet durable.
+    offsets: Option<Vec<(u32, u64)>>,
+    /// Raw records those offsets cover; their window permits come back once durable.
+    records: usize,
+    /// After a failure, when to try again.
+    retry_at: Option<Instant>,
+    backoff: Backoff,
+    failures: u32,
+}
+
+impl Default for Commits {
+    fn default() -> Self {
+        Self {
+            offsets: None,
+            records: 0,
+            retry_at: None,
+            backoff: Backoff::new(COMMIT_RETRY_FIRST, COMMIT_RETRY_MAX),
+            failures: 0,
+        }
+    }
 }
 
 /// The sink loop's state.
@@ -250,30 +461,33 @@ struct SinkLoop {
     outbox: VecDeque<PublishItem<SinkToken>>,
     /// Closed on shutdown, so the publisher finishes what it has and ends.
     publish: Option<mpsc::Sender<PublishItem<SinkToken>>>,
-    uncommitted_offsets: Option<Vec<(u32, u64)>>,
-    /// Last offset committed per partition (this run), for the lag gauge.
-    committed: std::collections::BTreeMap<u32, u64>,
+    /// The publisher ended while its input was still open.
+    publisher_ended_early: bool,
+    commits: Commits,
+    progress: Progress,
+    reads: Arc<AtomicU64>,
+    stages: Stages,
     permits: Arc<Semaphore>,
     metrics: Arc<PipelineMetrics>,
     topic: String,
 }
 
-/// How often the consumer lag is measured.
-const LAG_INTERVAL: Duration = Duration::from_secs(1);
-
 impl SinkLoop {
+    #[allow(clippy::too_many_arguments)]
     async fn run<C: OffsetCommitter, D: TopicWriter, I: TopicInspect>(
         &mut self,
         io: &LoopIo<'_, C, D, I>,
         settings: &SinkConfig,
-        mut transformed: mpsc::Receiver<Transformed>,
-        mut settled: mpsc::Receiver<Settlement<SinkToken>>,
+        transformed: &mut mpsc::Receiver<Transformed>,
+        settled: &mut mpsc::Receiver<Settlement<SinkToken>>,
         cancel: CancellationToken,
         reader_stop: CancellationToken,
+        stop_at_end: bool,
     ) -> Result<SinkEnd> {
         let mut draining_until: Option<Instant> = None;
         let mut input_open = true;
         let mut lag_checked = Instant::now();
+        self.update_progress(io.inspect).await;
         loop {
             let publish = self.publish.clone();
             tokio::select! {
@@ -287,17 +501,19 @@ impl SinkLoop {
                     self.metrics.set_stage("sink", "draining");
                 }
                 first = settled.recv() => match first {
-                    Some(first) => self.settlements(first, &mut settled, io.dead_letters).await,
+                    Some(first) => self.settlements(first, settled, io.dead_letters).await,
                     // The publisher ended: drained after shutdown, or stopped by a
-                    // fatal error (which the caller reports).
+                    // fatal error or a panic (which the caller reports).
                     None => {
-                        self.commit(io.committer).await;
-                        return Ok(SinkEnd::Stopped { abandoned: self.tracker.uncommitted() });
+                        self.publisher_ended_early = self.publish.is_some();
+                        self.commit(io.committer, true).await;
+                        return Ok(SinkEnd::Stopped { abandoned: self.abandoned() });
                     }
                 },
                 batch = transformed.recv(), if draining_until.is_none() && input_open => match batch {
                     Some(batch) => self.transformed(batch, io.dead_letters).await?,
                     None => {
+                        self.stages.input_ended(stop_at_end).await?;
                         input_open = false;
                         if self.outbox.is_empty() {
                             self.publish = None;
@@ -314,35 +530,48 @@ impl SinkLoop {
                 }
                 // Wakes an idle loop so the lag gauge follows the topic's end.
                 _ = tokio::time::sleep_until(lag_checked + LAG_INTERVAL), if draining_until.is_none() => {}
+                _ = sleep_until(self.commits.retry_at), if self.commits.retry_at.is_some() => {}
                 _ = sleep_until(draining_until), if draining_until.is_some() => {
-                    let abandoned = self.tracker.uncommitted();
+                    self.commit(io.committer, true).await;
+                    let abandoned = self.abandoned();
                     tracing::warn!(abandoned, "drain time is up; unsettled records stay uncommitted and are read again on restart");
-                    self.commit(io.committer).await;
                     return Ok(SinkEnd::Stopped { abandoned });
                 }
             }
-            self.commit(io.committer).await;
+            self.commit(io.committer, false).await;
             if lag_checked.elapsed() >= LAG_INTERVAL {
-                self.update_lag(io.inspect).await;
+                self.update_progress(io.inspect).await;
                 lag_checked = Instant::now();
             }
-            if !input_open && self.tracker.is_empty() && self.outbox.is_empty() {
+            let settled_all = self.tracker.is_empty() && self.commits.offsets.is_none();
+            if !input_open && settled_all && self.outbox.is_empty() {
                 return Ok(SinkEnd::Finished);
             }
         }
     }
 
-    /// Opens a unit for a transformed batch and queues its events.
+    /// Raw records read and not durably committed.
+    fn abandoned(&self) -> usize {
+        self.tracker.uncommitted() + self.commits.records
+    }
+
+    /// Tracks a transformed batch's records and queues its events.
     async fn transformed<D: TopicWriter>(&mut self, batch: Transformed, dead_letters: &D) -> Result<()> {
         let output = batch.output.map_err(|e| e.context("the SmartModule chain failed"))?;
         let records = batch.records;
+        if records.is_empty() {
+            return Ok(());
+        }
         self.metrics.consumed.add(records.len() as u64);
+        for (partition, offset) in max_per_partition(records.iter().map(|r| (r.partition, r.offset))) {
+            self.progress.read(partition, offset);
+        }
+        let first = self.tracker.open(records.iter().map(|r| (r.partition, r.offset)));
         let mut letters = Vec::new();
         for failure in &output.failures {
-            let record = &records[failure.index];
             self.metrics.transform_failures.inc();
             letters.push(dead_letter_for(
-                record,
+                &records[failure.index],
                 &self.topic,
                 Stage::Transform,
                 "TransformFailed",
@@ -350,11 +579,34 @@ impl SinkLoop {
                 None,
             ));
         }
-        let mut items = Vec::with_capacity(output.outputs.len());
+        let mut emitted = vec![false; records.len()];
+        let mut forwarded = 0;
         for out in output.outputs {
-            let source = &records[out.source_hint.unwrap_or(records.len() - 1).min(records.len() - 1)];
+            // Without a hint the source is unknown: tie the event to the
+            // batch's first record, so none of the batch is committed before
+            // the event settles.
+            let index = out.source_hint.filter(|i| *i < records.len()).unwrap_or(0);
+            let source = &records[index];
             match audit_event(out.key, out.value) {
-                Ok((id, event_data)) => items.push((source, id, event_data)),
+                Ok((id, event_data)) => {
+                    emitted[index] = true;
+                    forwarded += 1;
+                    let record = first + index as u64;
+                    self.tracker.hold(record);
+                    let token = SinkToken {
+                        record,
+                        partition: source.partition,
+                        offset: source.offset,
+                        key: source.key.clone(),
+                        raw: source.value.clone(),
+                    };
+                    self.outbox.push_back(PublishItem {
+                        id,
+                        event_data,
+                        record_time_ms: Some(source.timestamp_ms),
+                        token,
+                    });
+                }
                 Err((reason, id, event_data)) => letters.push(dead_letter_for(
                     source,
                     &self.topic,
@@ -365,27 +617,16 @@ impl SinkLoop {
                 )),
             }
         }
-        let emitted_sources: std::collections::HashSet<(u32, u64)> =
-            items.iter().map(|(s, _, _)| (s.partition, s.offset)).collect();
-        let filtered = records
-            .len()
-            .saturating_sub(emitted_sources.len() + output.failures.len());
+        let emitted = emitted.iter().filter(|e| **e).count();
+        let filtered = records.len().saturating_sub(emitted + output.failures.len());
         self.metrics.filtered.add(filtered as u64);
-        self.metrics.forwarded.add(items.len() as u64);
+        self.metrics.forwarded.add(forwarded);
+        // Dead letters are durable before their records can be committed (the
+        // loop commits only after this returns).
         if !letters.is_empty() {
             self.write_dead_letters(dead_letters, letters).await;
         }
-        let unit = self.tracker.open(last_offsets(&records), records.len(), items.len());
-        for (source, id, event_data) in items {
-            let token = SinkToken {
-                unit,
-                partition: source.partition,
-                offset: source.offset,
-                key: source.key.clone(),
-            };
-            self.outbox.push_back(PublishItem { id, event_data, token });
-        }
-        self.metrics.uncommitted.set(self.tracker.uncommitted() as i64);
+        self.metrics.uncommitted.set(self.abandoned() as i64);
         Ok(())
     }
 
@@ -414,7 +655,7 @@ impl SinkLoop {
                         offset: t.offset,
                     },
                     key: t.key.clone(),
-                    raw: None,
+                    raw: Some(t.raw.clone()),
                     event: Some((settlement.id.clone(), settlement.event_data.clone().unwrap_or_default())),
                 });
             }
@@ -424,7 +665,7 @@ impl SinkLoop {
             self.write_dead_letters(dead_letters, letters).await;
         }
         for settlement in batch {
-            self.tracker.settle(settlement.token.unit);
+            self.tracker.settle(settlement.token.record);
         }
     }
 
@@ -436,49 +677,69 @@ impl SinkLoop {
         self.metrics.dead_letters_written.add(count);
     }
 
-    /// Commits the settled prefix (retrying a failed commit next time).
-    async fn commit<C: OffsetCommitter>(&mut self, committer: Option<&C>) {
-        let before = self.tracker.uncommitted();
-        if let Some(offsets) = self.tracker.take_committable() {
-            let pending = self.uncommitted_offsets.take().unwrap_or_default();
-            self.uncommitted_offsets = Some(max_per_partition(pending.into_iter().chain(offsets)));
+    /// Takes the settled prefix and commits it; permits come back only once the
+    /// commit is durable. A failed commit is retried with back-off (at once
+    /// when `now`, at shutdown) and the reader holds at the window meanwhile.
+    async fn commit<C: OffsetCommitter>(&mut self, committer: Option<&C>, now: bool) {
+        if let Some((offsets, records)) = self.tracker.take_committable() {
+            let pending = self.commits.offsets.take().unwrap_or_default();
+            self.commits.offsets = Some(max_per_partition(pending.into_iter().chain(offsets)));
+            self.commits.records += records;
         }
-        let released = before - self.tracker.uncommitted();
-        if released > 0 {
-            self.permits.add_permits(released);
-        }
-        self.metrics.uncommitted.set(self.tracker.uncommitted() as i64);
-        let (Some(committer), Some(offsets)) = (committer, self.uncommitted_offsets.as_ref()) else {
-            self.uncommitted_offsets = None;
+        self.try_commit(committer, now).await;
+        self.metrics.uncommitted.set(self.abandoned() as i64);
+    }
+
+    async fn try_commit<C: OffsetCommitter>(&mut self, committer: Option<&C>, now: bool) {
+        let Some(offsets) = self.commits.offsets.as_ref() else {
             return;
         };
-        match committer.commit(offsets).await {
-            Ok(()) => {
-                self.committed.extend(offsets.iter().copied());
-                self.uncommitted_offsets = None;
+        if let Some(committer) = committer {
+            if !now && self.commits.retry_at.is_some_and(|at| at > Instant::now()) {
+                return;
             }
-            Err(e) => tracing::error!(error = format!("{e:#}"), "committing offsets failed; will retry"),
+            if let Err(e) = committer.commit(offsets).await {
+                let delay = self.commits.backoff.next_delay();
+                self.commits.failures += 1;
+                self.commits.retry_at = Some(Instant::now() + delay);
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    records = self.commits.records,
+                    failures = self.commits.failures,
+                    retry_ms = delay.as_millis() as u64,
+                    "committing offsets failed; reading holds at sink.window until a commit succeeds"
+                );
+                return;
+            }
+            self.progress.committed(offsets);
+            if self.commits.failures > 0 {
+                tracing::info!(failures = self.commits.failures, "committing offsets works again");
+            }
         }
+        self.permits.add_permits(self.commits.records);
+        self.commits.offsets = None;
+        self.commits.records = 0;
+        self.commits.retry_at = None;
+        self.commits.failures = 0;
+        self.commits.backoff.reset();
     }
 
-    async fn update_lag<I: TopicInspect>(&self, inspect: Option<&I>) {
+    /// Measures each partition's lag and stall state for `/metrics` and `/health`.
+    async fn update_progress<I: TopicInspect>(&mut self, inspect: Option<&I>) {
         let Some(inspect) = inspect else { return };
-        if let Ok(bounds) = inspect.bounds().await {
-            let lag: u64 = bounds
-                .iter()
-                .map(|b| {
-                    let next_unsettled = self.committed.get(&b.partition).map_or(b.first, |c| c + 1);
-                    b.next.saturating_sub(next_unsettled.max(b.first))
-                })
-                .sum();
-            self.metrics.consumer_lag.set(lag as i64);
+        match inspect.bounds().await {
+            Ok(bounds) => {
+                let partitions = self
+                    .progress
+                    .update(&bounds, self.reads.load(Ordering::Relaxed), Instant::now());
+                self.metrics.set_partitions(partitions);
+            }
+            Err(e) => tracing::debug!(
+                error = format!("{e:#}"),
+                "reading the topic's bounds for the lag gauge failed"
+            ),
         }
     }
-}
-
-/// The last offset of each partition in `records`.
-fn last_offsets(records: &[TopicRecord]) -> Vec<(u32, u64)> {
-    max_per_partition(records.iter().map(|r| (r.partition, r.offset)))
 }
 
 /// An emitted record as an audit event: key = id, value = eventData (UTF-8).

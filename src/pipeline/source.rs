@@ -2,9 +2,18 @@
 //! [`SourceKey`] contract; rejected lines into the dead-letter topic.
 //!
 //! An append that fails is retried (the same batch) until it succeeds; nothing
-//! is dropped. Should the process die with a batch only in memory, the cursor
-//! recovered from the topic makes the client read it again from Falcon.
+//! is dropped. While it fails (a full disk, an unreachable cluster) the stage
+//! reports itself `paused: …` on `/health`, and the bounded queue makes the
+//! Falcon client stop reading until the append goes through. Should the
+//! process die with a batch only in memory, the cursor recovered from the topic
+//! makes the client read it again from Falcon.
+//!
+//! A batch's dead letters are made durable *before* its events: the cursor is
+//! recovered from the raw topic, so once an event is there, everything Falcon
+//! sent before it must already be kept somewhere. A crash between the two
+//! appends then costs at most a repeated dead letter, never a lost line.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +50,7 @@ pub async fn run_source<W: TopicWriter, D: TopicWriter>(
 ) -> Result<(), FalconError> {
     let (tx, rx) = mpsc::channel::<Vec<FeedItem>>(QUEUED_BATCHES);
     metrics.set_stage("source", "running");
-    let writing = write_all(rx, raw, dead_letters, metrics);
+    let writing = write_all(rx, raw, dead_letters, metrics, cancel.clone());
     let (reading, ()) = tokio::join!(client.run(cursors, tx, cancel), writing);
     match &reading {
         Ok(()) => metrics.set_stage("source", "stopped"),
@@ -51,11 +60,15 @@ pub async fn run_source<W: TopicWriter, D: TopicWriter>(
 }
 
 /// Appends everything received until the channel closes (the client stopped).
+/// A stop while an append keeps failing gives up that batch and every later
+/// one: none of them is in the raw topic, so the recovered cursor is before
+/// them and the next start reads them from Falcon again.
 async fn write_all<W: TopicWriter, D: TopicWriter>(
     mut rx: mpsc::Receiver<Vec<FeedItem>>,
     raw: &W,
     dead_letters: &D,
     metrics: &Arc<PipelineMetrics>,
+    cancel: CancellationToken,
 ) {
     while let Some(first) = rx.recv().await {
         let mut items = first;
@@ -67,17 +80,80 @@ async fn write_all<W: TopicWriter, D: TopicWriter>(
             }
         }
         let (events, rejected) = split(items, raw.max_record_bytes(), dead_letters.max_record_bytes());
-        if !events.is_empty() {
-            let count = events.len() as u64;
-            append_until_done(raw, events, "raw topic").await;
-            metrics.read.add(count);
-        }
+        // Dead letters first: see the module documentation.
         if !rejected.is_empty() {
             let count = rejected.len() as u64;
-            append_until_done(dead_letters, rejected, "dead-letter topic").await;
+            if !append_or_pause(dead_letters, rejected, "dead-letter topic", metrics, &cancel).await {
+                return given_up(events.len() as u64 + count);
+            }
             metrics.rejected.add(count);
             metrics.dead_letters_written.add(count);
         }
+        if !events.is_empty() {
+            let count = events.len() as u64;
+            if !append_or_pause(raw, events, "raw topic", metrics, &cancel).await {
+                return given_up(count);
+            }
+            metrics.read.add(count);
+        }
+    }
+}
+
+fn given_up(records: u64) {
+    tracing::warn!(
+        records,
+        "stopping while the topic refuses appends: the records not written will be read from Falcon again at \
+         the next start"
+    );
+}
+
+/// Appends until the topic accepts the batch (true), showing the source as
+/// paused on `/health` while it does not; false when `cancel` fired while the
+/// append was failing. A healthy append always finishes, so a normal shutdown
+/// still writes what it has.
+async fn append_or_pause<W: TopicWriter>(
+    writer: &W,
+    records: Vec<NewRecord>,
+    what: &str,
+    metrics: &Arc<PipelineMetrics>,
+    cancel: &CancellationToken,
+) -> bool {
+    let failing = AtomicBool::new(false);
+    let retrying = append_retrying(writer, records, what, |failure| match failure {
+        Some(error) => {
+            let state = pause_state(error, what);
+            if !failing.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "source paused: {state}; retrying, nothing is lost (Falcon waits)"
+                );
+            }
+            metrics.set_stage("source", format!("paused: {state}"));
+        }
+        None if failing.load(Ordering::Relaxed) => {
+            tracing::info!("the {what} accepts appends again; the source goes on");
+            metrics.set_stage("source", "running");
+        }
+        None => {}
+    });
+    let stopped_while_failing = async {
+        cancel.cancelled().await;
+        while !failing.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        () = retrying => true,
+        () = stopped_while_failing => false,
+    }
+}
+
+/// What `/health` says while appends fail.
+fn pause_state(error: &anyhow::Error, what: &str) -> String {
+    if crate::topic::is_storage_full(error) {
+        format!("disk full (the {what} cannot grow)")
+    } else {
+        format!("cannot append to the {what}: {error:#}")
     }
 }
 
@@ -153,11 +229,26 @@ fn too_large(event: FalconRecord, size: usize, limit: usize) -> DeadLetter {
 
 /// Appends, retrying with back-off until the topic accepts the batch.
 pub async fn append_until_done<W: TopicWriter>(writer: &W, records: Vec<NewRecord>, what: &str) {
+    append_retrying(writer, records, what, |_| {}).await;
+}
+
+/// Appends, retrying with back-off; `observe` sees each failure, then `None`
+/// once the batch is in.
+async fn append_retrying<W: TopicWriter>(
+    writer: &W,
+    records: Vec<NewRecord>,
+    what: &str,
+    mut observe: impl FnMut(Option<&anyhow::Error>) + Send,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         match writer.append(records.clone()).await {
-            Ok(()) => return,
+            Ok(()) => {
+                observe(None);
+                return;
+            }
             Err(e) => {
+                observe(Some(&e));
                 let delay = backoff.next_delay();
                 tracing::error!(
                     error = format!("{e:#}"),

@@ -9,15 +9,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::topic::{
-    check_topic_name, NewRecord, OffsetCommitter, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord,
-    TopicWriter,
+    check_topic_name, ConsumerPosition, NewRecord, OffsetCommitter, PartitionBounds, StartFrom, TopicInspect,
+    TopicReader, TopicRecord, TopicWriter,
 };
 
 /// How hard SQLite syncs commits.
@@ -84,7 +84,7 @@ impl SqliteLog {
                      updated_ms INTEGER NOT NULL,
                      PRIMARY KEY (consumer, topic, partition));",
             )
-            .with_context(|| format!("initialising the log at {}", path.display()))?;
+            .map_err(|e| unusable(path, "initialising", e))?;
         let read = connect(path, sync)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -101,6 +101,52 @@ impl SqliteLog {
         &self.inner.path
     }
 
+    /// Claims the log for one source: a second process (or pipeline) that
+    /// tries while this one holds the claim gets a clear error instead of
+    /// appending the same Falcon events beside it. Released when the returned
+    /// guard drops, or when the process dies however it dies (`flock`).
+    pub fn claim_for_source(&self) -> Result<SourceClaim> {
+        let path = &self.inner.path;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .open(path)
+            .with_context(|| format!("opening the log {} to claim it", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns for the call.
+        let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                bail!(
+                    "the log {} is in use by another falcon-lake source (a second `run` on the same storage.path?); \
+                     stop it first",
+                    path.display()
+                );
+            }
+            return Err(anyhow::Error::new(error).context(format!("claiming the log {}", path.display())));
+        }
+        Ok(SourceClaim { _file: file })
+    }
+
+    /// Caps the log file at `max_pages` pages (SQLite's `max_page_count`), or
+    /// lifts the cap: past it an append fails as on a full disk. Returns the
+    /// pages the log has now. Lets an operator bound the file, and tests fill
+    /// the "disk" without filling the machine's.
+    pub async fn cap_pages(&self, max_pages: Option<u64>) -> Result<u64> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let conn = lock(&inner.write);
+            // SQLite's own ceiling (2^32 - 2 pages) stands for "no cap".
+            let max = max_pages.unwrap_or(4_294_967_294).min(4_294_967_294);
+            conn.query_row(&format!("PRAGMA max_page_count = {max}"), [], |r| r.get::<_, i64>(0))
+                .context("setting max_page_count")?;
+            let pages: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .context("reading page_count")?;
+            Ok(pages as u64)
+        })
+        .await
+    }
+
     /// A topic, created if it does not exist.
     pub fn topic(&self, name: &str) -> Result<SqliteTopic> {
         check_topic_name(name, "topic")?;
@@ -112,8 +158,9 @@ impl SqliteLog {
                  ts INTEGER NOT NULL,
                  key BLOB,
                  value BLOB NOT NULL);
-             CREATE INDEX IF NOT EXISTS \"ts_{}\" ON {table}(ts);",
-            name.replace('-', "_")
+             CREATE INDEX IF NOT EXISTS \"ts_{n}\" ON {table}(ts);
+             CREATE INDEX IF NOT EXISTS \"keys_{n}\" ON {table}(offset, key);",
+            n = name.replace('-', "_")
         ))
         .with_context(|| format!("creating topic {name}"))?;
         conn.execute(
@@ -124,22 +171,61 @@ impl SqliteLog {
         Ok(SqliteTopic {
             log: self.clone(),
             name: name.to_string(),
+            keys_index: format!("\"keys_{}\"", name.replace('-', "_")),
             table,
         })
     }
 }
 
 fn connect(path: &Path, sync: SyncMode) -> Result<Connection> {
-    let conn = Connection::open(path).with_context(|| format!("opening the log {}", path.display()))?;
+    if path.is_dir() {
+        bail!(
+            "the log {} (storage.path) is a directory, not a SQLite file; point storage.path at a file",
+            path.display()
+        );
+    }
+    let conn = Connection::open(path).map_err(|e| unusable(path, "opening", e))?;
     let synchronous = match sync {
         SyncMode::Full => "FULL",
         SyncMode::Normal => "NORMAL",
     };
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;"
+        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};"
     ))
-    .with_context(|| format!("configuring the log {}", path.display()))?;
+    .map_err(|e| unusable(path, "configuring", e))?;
+    // The first read of the schema is where a file that is not a database, or
+    // one that cannot be read, shows itself.
+    conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| unusable(path, "reading", e))?;
     Ok(conn)
+}
+
+/// An error for a log file SQLite cannot use, saying which file and what to do.
+fn unusable(path: &Path, doing: &str, error: rusqlite::Error) -> anyhow::Error {
+    let code = match &error {
+        rusqlite::Error::SqliteFailure(e, _) => Some(e.code),
+        _ => None,
+    };
+    let hint = match code {
+        Some(rusqlite::ErrorCode::NotADatabase) | Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+            "it is not a SQLite database or it is corrupt: restore it from a backup, or move it away to start an \
+             empty log (the source then re-reads what Falcon still retains)"
+        }
+        Some(rusqlite::ErrorCode::CannotOpen) | Some(rusqlite::ErrorCode::PermissionDenied) => {
+            "it cannot be opened for reading and writing: check that it is a file and the permissions of it and \
+             of its directory"
+        }
+        Some(rusqlite::ErrorCode::ReadOnly) => "it is read-only: falcon-lake needs to write to it",
+        Some(rusqlite::ErrorCode::DiskFull) => "the disk is full",
+        _ => "SQLite cannot use it",
+    };
+    anyhow::Error::new(error).context(format!("{doing} the log {}: {hint}", path.display()))
+}
+
+/// The claim of [`SqliteLog::claim_for_source`]; dropping it releases the log.
+#[derive(Debug)]
+pub struct SourceClaim {
+    _file: std::fs::File,
 }
 
 /// One topic of the embedded log (a single partition, 0). Cheap to clone.
@@ -148,6 +234,10 @@ pub struct SqliteTopic {
     log: SqliteLog,
     name: String,
     table: String,
+    /// Offsets and keys alone: what cursor recovery reads, without touching
+    /// the values (a key scan of 2,000,000 records then reads ~60 MB, not the
+    /// whole log).
+    keys_index: String,
 }
 
 /// What a retention pass did.
@@ -216,6 +306,29 @@ impl SqliteTopic {
             .optional()
             .map(|o| o.map(|o| o as u64))
             .context("reading a consumer offset")
+        })
+        .await
+    }
+
+    /// Every consumer's committed offset on this topic.
+    pub async fn consumers(&self) -> Result<Vec<ConsumerPosition>> {
+        let inner = self.log.inner.clone();
+        let topic = self.name.clone();
+        blocking(move || {
+            let conn = lock(&inner.read);
+            let mut query = conn.prepare_cached(
+                "SELECT consumer, partition, offset, updated_ms FROM consumer_offsets WHERE topic = ?1 ORDER BY consumer, partition",
+            )?;
+            let rows = query.query_map(params![topic], |row| {
+                Ok(ConsumerPosition {
+                    consumer: row.get(0)?,
+                    partition: row.get::<_, i64>(1)? as u32,
+                    offset: row.get::<_, i64>(2)? as u64,
+                    updated_ms: row.get(3)?,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .context("listing consumer offsets")
         })
         .await
     }
@@ -346,10 +459,11 @@ impl TopicWriter for SqliteTopic {
                 "UPDATE topics SET next_offset = ?1, bytes = bytes + ?2 WHERE name = ?3",
                 params![next + records.len() as i64, bytes, name],
             )?;
-            tx.commit()
-                .with_context(|| format!("appending to {name} in {}", log.path().display()))
+            tx.commit()?;
+            Ok(())
         })
-        .await?;
+        .await
+        .with_context(|| format!("appending to {} in the log {}", self.name, log.path().display()))?;
         self.log.inner.appended.notify_waiters();
         Ok(())
     }
@@ -380,6 +494,56 @@ impl TopicInspect for SqliteTopic {
         let (inner, table) = (self.log.inner.clone(), self.table.clone());
         blocking(move || select_records(&lock(&inner.read), &table, from, to, usize::MAX)).await
     }
+
+    async fn scan_keys(
+        &self,
+        partition: u32,
+        from: u64,
+        to: u64,
+        visit: &mut (dyn FnMut(u64, Option<&[u8]>) + Send),
+    ) -> Result<()> {
+        if partition != 0 {
+            return Ok(());
+        }
+        let mut start = from;
+        while start < to {
+            let (inner, table, index) = (self.log.inner.clone(), self.table.clone(), self.keys_index.clone());
+            let keys =
+                blocking(move || select_keys(&lock(&inner.read), &table, &index, start, to, KEYS_AT_A_TIME)).await?;
+            let Some(last) = keys.last().map(|(offset, _)| *offset) else {
+                return Ok(());
+            };
+            for (offset, key) in &keys {
+                visit(*offset, key.as_deref());
+            }
+            start = last + 1;
+        }
+        Ok(())
+    }
+}
+
+/// Keys read per query of a key scan: about 30 bytes each.
+const KEYS_AT_A_TIME: usize = 10_000;
+
+fn select_keys(
+    conn: &Connection,
+    table: &str,
+    index: &str,
+    from: u64,
+    to: u64,
+    max: usize,
+) -> Result<Vec<(u64, Option<Vec<u8>>)>> {
+    // INDEXED BY: the planner would otherwise walk the table by rowid and read
+    // every value's page.
+    let mut query = conn.prepare_cached(&format!(
+        "SELECT offset, key FROM {table} INDEXED BY {index} WHERE offset >= ?1 AND offset < ?2 ORDER BY offset LIMIT ?3"
+    ))?;
+    let rows = query.query_map(
+        params![from as i64, to.min(i64::MAX as u64) as i64, max as i64],
+        |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Option<Vec<u8>>>(1)?)),
+    )?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .context("reading record keys")
 }
 
 fn select_records(conn: &Connection, table: &str, from: u64, to: u64, max: usize) -> Result<Vec<TopicRecord>> {
@@ -449,6 +613,10 @@ impl TopicReader for SqliteReader {
             let _ = tokio::time::timeout((deadline - now).min(POLL), notified).await;
         }
     }
+
+    fn positions(&self) -> Vec<(u32, u64)> {
+        vec![(0, self.next)]
+    }
 }
 
 /// Commits one consumer's offsets.
@@ -478,6 +646,16 @@ impl OffsetCommitter for SqliteCommitter {
             Ok(())
         })
         .await
+    }
+
+    async fn committed(&self) -> Result<Vec<(u32, u64)>> {
+        Ok(self
+            .topic
+            .committed(&self.consumer)
+            .await?
+            .map(|o| (0, o))
+            .into_iter()
+            .collect())
     }
 }
 
@@ -596,5 +774,17 @@ mod tests {
             .expect("read")
             .is_empty());
         assert!(log.topic("Bad_Name").is_err());
+    }
+
+    #[test]
+    fn one_source_at_a_time() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = SqliteLog::open(&dir.path().join("log.db"), SyncMode::Full).expect("open");
+        let claim = log.claim_for_source().expect("first claim");
+        let other = SqliteLog::open(&dir.path().join("log.db"), SyncMode::Full).expect("open again");
+        let error = format!("{:#}", other.claim_for_source().expect_err("second claim"));
+        assert!(error.contains("in use by another falcon-lake source"), "{error}");
+        drop(claim);
+        other.claim_for_source().expect("free again");
     }
 }

@@ -255,11 +255,11 @@ pub async fn start_cloudtrail(
 /// A publisher config for the emulator at `url`, with short back-offs.
 pub fn publisher_config(url: &url::Url) -> falcon_lake::cloudtrail::CloudTrailConfig {
     let mut config = falcon_lake::cloudtrail::CloudTrailConfig::new(CHANNEL_ARN);
-    config.endpoint_url = Some(url.clone());
-    config.retry_initial_backoff = Duration::from_millis(20);
-    config.retry_max_backoff = Duration::from_millis(300);
-    config.linger = Duration::from_millis(20);
-    config.request_timeout = Duration::from_secs(5);
+    config.aws.endpoint_url = Some(url.clone());
+    config.publish.retry_initial_backoff = Duration::from_millis(20);
+    config.publish.retry_max_backoff = Duration::from_millis(300);
+    config.publish.linger = Duration::from_millis(20);
+    config.publish.request_timeout = Duration::from_secs(5);
     config
 }
 
@@ -283,11 +283,12 @@ pub fn event_data(i: u64, padding: usize) -> String {
 }
 
 /// `count` valid items with ids `cid_0_<i>` and tokens `i`.
-pub fn items(count: u64, padding: usize) -> Vec<falcon_lake::cloudtrail::PublishItem<u64>> {
+pub fn items(count: u64, padding: usize) -> Vec<falcon_lake::publish::PublishItem<u64>> {
     (0..count)
-        .map(|i| falcon_lake::cloudtrail::PublishItem {
+        .map(|i| falcon_lake::publish::PublishItem {
             id: format!("cid_0_{i}"),
             event_data: event_data(i, padding),
+            record_time_ms: None,
             token: i,
         })
         .collect()
@@ -295,9 +296,9 @@ pub fn items(count: u64, padding: usize) -> Vec<falcon_lake::cloudtrail::Publish
 
 /// What one publisher run produced.
 pub struct Published {
-    pub result: Result<(), falcon_lake::cloudtrail::FatalError>,
-    pub settlements: Vec<falcon_lake::cloudtrail::Settlement<u64>>,
-    pub metrics: Arc<falcon_lake::cloudtrail::CloudTrailMetrics>,
+    pub result: Result<(), falcon_lake::publish::FatalError>,
+    pub settlements: Vec<falcon_lake::publish::Settlement<u64>>,
+    pub metrics: Arc<falcon_lake::publish::PublishMetrics>,
 }
 
 impl Published {
@@ -306,7 +307,7 @@ impl Published {
         let mut tokens: Vec<u64> = self
             .settlements
             .iter()
-            .filter(|s| matches!(s.outcome, falcon_lake::cloudtrail::Outcome::Delivered { .. }))
+            .filter(|s| matches!(s.outcome, falcon_lake::publish::Outcome::Delivered { .. }))
             .map(|s| s.token)
             .collect();
         tokens.sort_unstable();
@@ -318,25 +319,34 @@ impl Published {
         self.settlements
             .iter()
             .filter_map(|s| match &s.outcome {
-                falcon_lake::cloudtrail::Outcome::DeadLettered { code, message } => {
+                falcon_lake::publish::Outcome::DeadLettered { code, message } => {
                     Some((s.token, code.clone(), message.clone()))
                 }
-                falcon_lake::cloudtrail::Outcome::Delivered { .. } => None,
+                falcon_lake::publish::Outcome::Delivered { .. } => None,
             })
             .collect()
     }
 }
 
-/// Publishes `items` with `config` and the test credentials; returns when the
-/// publisher ends (all settled, or a fatal error).
+/// Publishes `items` with `config` (any destination) and the test
+/// credentials; returns when the publisher ends (all settled, or a fatal error).
 pub async fn publish(
-    config: falcon_lake::cloudtrail::CloudTrailConfig,
-    items: Vec<falcon_lake::cloudtrail::PublishItem<u64>>,
+    config: impl falcon_lake::publish::ConnectDestination,
+    items: Vec<falcon_lake::publish::PublishItem<u64>>,
 ) -> Published {
-    let metrics = Arc::new(falcon_lake::cloudtrail::CloudTrailMetrics::default());
-    let publisher = falcon_lake::cloudtrail::Publisher::new(&config, Some(test_credentials()), metrics.clone())
+    let metrics = Arc::new(falcon_lake::publish::PublishMetrics::default());
+    let publisher = falcon_lake::publish::Publisher::new(&config, Some(test_credentials()), metrics.clone())
         .await
         .expect("publisher");
+    run_publisher(publisher, metrics, items).await
+}
+
+/// Runs a built publisher over `items`; returns when it ends.
+pub async fn run_publisher(
+    publisher: falcon_lake::publish::Publisher,
+    metrics: Arc<falcon_lake::publish::PublishMetrics>,
+    items: Vec<falcon_lake::publish::PublishItem<u64>>,
+) -> Published {
     let (in_tx, in_rx) = mpsc::channel(1024);
     let (out_tx, mut out_rx) = mpsc::channel(1024);
     let run = tokio::spawn(publisher.run(in_rx, out_tx));
@@ -403,15 +413,35 @@ impl Harness {
         cloudtrail_extra: &str,
         extra: &str,
     ) -> Self {
+        let extra_cloudtrail = format!(
+            "  linger: 20ms\n  retry_initial_backoff: 20ms\n  retry_max_backoff: 300ms\n  request_timeout: 5s\n{cloudtrail_extra}"
+        );
+        Self::build(falcon, cloudtrail, "normal", &extra_cloudtrail, extra).await
+    }
+
+    /// The sink and the log at their defaults (`sync: full`, the default window
+    /// and publisher settings); only the Falcon client's back-offs are shortened.
+    pub async fn start_at_defaults(
+        falcon: FalconEmulatorConfig,
+        cloudtrail: falcon_lake::emulate::cloudtrail::CloudTrailEmulatorConfig,
+        extra: &str,
+    ) -> Self {
+        Self::build(falcon, cloudtrail, "full", "", extra).await
+    }
+
+    async fn build(
+        falcon: FalconEmulatorConfig,
+        cloudtrail: falcon_lake::emulate::cloudtrail::CloudTrailEmulatorConfig,
+        sync: &str,
+        extra_cloudtrail: &str,
+        extra: &str,
+    ) -> Self {
         let (falcon, falcon_control) = start_falcon(falcon).await;
         let (cloudtrail, cloudtrail_control) = start_cloudtrail(cloudtrail).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("config.yaml");
         let secrets = dir.path().join("secrets.txt");
         std::fs::write(&secrets, format!("FALCON_CLIENT_SECRET={CLIENT_SECRET}\n")).expect("secrets");
-        let extra_cloudtrail = format!(
-            "  linger: 20ms\n  retry_initial_backoff: 20ms\n  retry_max_backoff: 300ms\n  request_timeout: 5s\n{cloudtrail_extra}"
-        );
         let wasm = module_wasm();
         let text = EmulatedConfig {
             name: "e2e",
@@ -421,9 +451,9 @@ impl Harness {
             channel_arn: CHANNEL_ARN,
             wasm: &wasm,
             db: std::path::Path::new("log.db"),
-            sync: "normal",
+            sync,
             extra_falcon: "  idle_timeout: 5s\n  reconnect_backoff_max: 500ms\n  discovery_backoff_max: 500ms\n",
-            extra_cloudtrail: &extra_cloudtrail,
+            extra_cloudtrail,
             extra,
         }
         .yaml();

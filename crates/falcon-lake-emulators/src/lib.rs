@@ -8,8 +8,17 @@
 // any hot path, so boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod aws;
 pub mod cloudtrail;
+pub mod cloudwatch;
+pub mod control;
 pub mod falcon;
+pub mod json;
+pub mod sigv4;
+pub mod time;
+mod tls;
+
+pub use tls::TlsArgs;
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -38,6 +47,44 @@ pub struct Server {
 }
 
 impl Server {
+    /// Binds `listen` and serves `router` over HTTPS when `tls` names a
+    /// certificate and key, else over plain HTTP (see [`Server::start`]).
+    pub async fn start_with(listen: SocketAddr, router: Router, tls: &TlsArgs) -> Result<Self> {
+        match tls.server_config()? {
+            Some(config) => Self::start_tls(listen, router, config).await,
+            None => Self::start(listen, router).await,
+        }
+    }
+
+    /// Like [`Server::start`], over TLS with `config`; the URL is `https://<address>`.
+    async fn start_tls(listen: SocketAddr, router: Router, config: tls::ServerConfig) -> Result<Self> {
+        let tcp = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = tcp.local_addr().context("reading the bound address")?;
+        let url = url::Url::parse(&format!("https://{addr}")).context("building the URL")?;
+        let stop = CancellationToken::new();
+        let listener = tls::TlsListener::spawn(tcp, config, stop.clone());
+        let shutdown = stop.clone();
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let task = tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            // `tap_io` gives the listener axum's client-address plumbing.
+            let served = axum::serve(listener.tap_io(|_| {}), service)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "emulator server failed");
+            }
+        });
+        Ok(Self {
+            url,
+            addr,
+            stop,
+            task: Some(task),
+        })
+    }
+
     /// Binds `listen` and serves `router` (with client addresses) in the background.
     pub async fn start(listen: SocketAddr, router: Router) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind(listen)

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use super::reader::{classify, grown, Seen, DEFAULT_MAX_BYTES};
-use super::RecordStream;
+use super::{committed_offsets, RecordStream};
 use crate::topic::OffsetCommitter;
 
 /// Reopens at one offset before a commit fails.
@@ -134,5 +134,14 @@ impl OffsetCommitter for FluvioCommitter {
                 .map_err(|e| anyhow!("flushing offset {offset}: {e}"))?;
         }
         Ok(())
+    }
+
+    async fn committed(&self) -> Result<Vec<(u32, u64)>> {
+        let mut offsets: Vec<(u32, u64)> = committed_offsets(&self.fluvio, &self.topic, &self.consumer)
+            .await?
+            .into_iter()
+            .collect();
+        offsets.sort_unstable();
+        Ok(offsets)
     }
 }

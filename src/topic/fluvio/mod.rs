@@ -20,11 +20,16 @@ use fluvio::metadata::partition::PartitionSpec;
 use fluvio::metadata::smartmodule::SmartModuleSpec;
 use fluvio::metadata::topic::config::TopicConfig;
 use fluvio::metadata::topic::TopicSpec;
-use fluvio::{Compression, Fluvio, FluvioClusterConfig, RecordKey, TopicProducerConfigBuilder, TopicProducerPool};
+use fluvio::{
+    Compression, Fluvio, FluvioClusterConfig, FluvioError, RecordKey, TopicProducerConfig, TopicProducerConfigBuilder,
+    TopicProducerPool,
+};
 use serde::Deserialize;
 
 use crate::config::units;
-use crate::topic::{NewRecord, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord, TopicWriter};
+use crate::topic::{
+    ConsumerPosition, NewRecord, PartitionBounds, StartFrom, TopicInspect, TopicReader, TopicRecord, TopicWriter,
+};
 use crate::transform::ModuleRegistry;
 
 /// A consumer stream of one partition.
@@ -147,14 +152,26 @@ impl FluvioBackend {
             config.compression(compression);
         }
         let config = config.build().map_err(|e| anyhow!("meta.producer: {e}"))?;
-        let producer = self
-            .fluvio
-            .topic_producer_with_config(topic, config)
-            .await
-            .with_context(|| format!("opening a producer to topic {topic}"))?;
+        let producer = self.producer_when_visible(topic, config).await?;
         Ok(FluvioWriter {
             producer: Arc::new(producer),
         })
+    }
+
+    /// The client checks a topic against its own metadata watch, which learns of a
+    /// topic created a moment ago only after the SC's next update: a topic that is
+    /// not (yet) visible is waited for, for a bounded time.
+    async fn producer_when_visible(&self, topic: &str, config: TopicProducerConfig) -> Result<TopicProducerPool> {
+        let deadline = tokio::time::Instant::now() + TOPIC_VISIBLE_WAIT;
+        loop {
+            match self.fluvio.topic_producer_with_config(topic, config.clone()).await {
+                Ok(producer) => return Ok(producer),
+                Err(e) if is_topic_not_found(&e) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("opening a producer to topic {topic}")),
+            }
+        }
     }
 
     /// A reader that resumes each selected partition after `consumer`'s stored
@@ -231,19 +248,42 @@ impl FluvioBackend {
         }
     }
 
-    /// The stored offsets of `consumer` on `topic`, by partition.
-    pub async fn committed(&self, topic: &str, consumer: &str) -> Result<HashMap<u32, u64>> {
+    /// Every consumer's stored offset on `topic`.
+    pub async fn consumers(&self, topic: &str) -> Result<Vec<ConsumerPosition>> {
         let offsets = self
             .fluvio
             .consumer_offsets()
             .await
             .context("listing consumer offsets")?;
-        Ok(offsets
+        let mut positions: Vec<ConsumerPosition> = offsets
             .into_iter()
-            .filter(|o| o.consumer_id == consumer && o.topic == topic && o.offset >= 0)
-            .map(|o| (o.partition, o.offset as u64))
-            .collect())
+            .filter(|o| o.topic == topic && o.offset >= 0)
+            .map(|o| ConsumerPosition {
+                consumer: o.consumer_id,
+                partition: o.partition,
+                offset: o.offset as u64,
+                // Fluvio stores seconds since the epoch.
+                updated_ms: i64::try_from(o.modified_time.saturating_mul(1_000)).unwrap_or(i64::MAX),
+            })
+            .collect();
+        positions.sort_by(|a, b| (&a.consumer, a.partition).cmp(&(&b.consumer, b.partition)));
+        Ok(positions)
     }
+
+    /// The stored offsets of `consumer` on `topic`, by partition.
+    pub async fn committed(&self, topic: &str, consumer: &str) -> Result<HashMap<u32, u64>> {
+        committed_offsets(&self.fluvio, topic, consumer).await
+    }
+}
+
+/// The stored offsets of `consumer` on `topic`, by partition.
+pub(crate) async fn committed_offsets(fluvio: &Fluvio, topic: &str, consumer: &str) -> Result<HashMap<u32, u64>> {
+    let offsets = fluvio.consumer_offsets().await.context("listing consumer offsets")?;
+    Ok(offsets
+        .into_iter()
+        .filter(|o| o.consumer_id == consumer && o.topic == topic && o.offset >= 0)
+        .map(|o| (o.partition, o.offset as u64))
+        .collect())
 }
 
 impl ModuleRegistry for FluvioBackend {
@@ -275,6 +315,13 @@ pub struct FluvioWriter {
 /// Largest produce request a Fluvio SPU accepts by default
 /// (`STORAGE_MAX_REQUEST_SIZE`).
 const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+
+/// How long a producer waits for a topic to appear in the client's metadata.
+const TOPIC_VISIBLE_WAIT: Duration = Duration::from_secs(10);
+
+fn is_topic_not_found(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<FluvioError>(), Some(FluvioError::TopicNotFound(_)))
+}
 /// Room a record batch needs besides its records' bytes.
 const BATCH_OVERHEAD: usize = 4 * 1024;
 
@@ -330,6 +377,33 @@ impl TopicInspect for FluvioTopic {
             out.extend(batch);
             if done {
                 return Ok(out);
+            }
+        }
+    }
+
+    /// One stream over the whole range; each small batch's values are dropped
+    /// as soon as its keys are visited.
+    async fn scan_keys(
+        &self,
+        partition: u32,
+        from: u64,
+        to: u64,
+        visit: &mut (dyn FnMut(u64, Option<&[u8]>) + Send),
+    ) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let mut reader = self.backend.range_reader(&self.name, partition, from, Some(to)).await?;
+        loop {
+            let batch = reader.next_batch(256, Duration::from_secs(5)).await?;
+            let Some(last) = batch.last().map(|r| r.offset) else {
+                return Ok(());
+            };
+            for record in &batch {
+                visit(record.offset, record.key.as_deref());
+            }
+            if last + 1 >= to {
+                return Ok(());
             }
         }
     }

@@ -325,6 +325,10 @@ impl TopicReader for FluvioReader {
         }
         Ok(batch)
     }
+
+    fn positions(&self) -> Vec<(u32, u64)> {
+        self.cursors.iter().map(|c| (c.partition, c.next)).collect()
+    }
 }
 
 /// Bounds of one partition.

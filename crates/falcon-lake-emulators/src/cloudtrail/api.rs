@@ -10,13 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use falcon_lake_audit::id::is_valid_id;
-use falcon_lake_audit::schema::{validate_value, ValidationOptions};
-
 use crate::cloudtrail::config::CloudTrailFault;
-use crate::cloudtrail::sigv4::{verify, SignedRequest};
+use crate::cloudtrail::schema::{check_event_data, is_audit_event_id, is_external_id};
 use crate::cloudtrail::state::{Channel, CloudTrailState, StoredRecord};
 use crate::lock;
+use crate::sigv4::{verify, SignedRequest};
 
 /// Shared handler state.
 pub type AppState = Arc<CloudTrailState>;
@@ -37,9 +35,9 @@ pub fn aws_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn request_id(response: &mut Response) {
-    if let Ok(value) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-        response.headers_mut().insert("x-amzn-requestid", value);
-    }
+    response
+        .headers_mut()
+        .insert("x-amzn-requestid", crate::aws::request_id());
 }
 
 fn validation(message: &str) -> Response {
@@ -223,11 +221,7 @@ fn authorize<'a>(
         )
     })?;
     if let Some(external) = params.get("externalId") {
-        let ok = (2..=1224).contains(&external.len())
-            && external
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || "+=,.@:/-".contains(c));
-        if !ok {
+        if !is_external_id(external) {
             return Err(validation("Value at 'externalId' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[\\w+=,.@:\\/-]*$"));
         }
     }
@@ -301,7 +295,7 @@ fn parse_events(body: &[u8]) -> Result<Vec<AuditEntry>, Response> {
                 "Value null at 'auditEvents.{member}.member.id' failed to satisfy constraint: Member must not be null"
             ))
         })?;
-        if !is_valid_id(&id) {
+        if !is_audit_event_id(&id) {
             return Err(validation(&format!(
                 "Value '{id}' at 'auditEvents.{member}.member.id' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[-_A-Za-z0-9]+$ and have length between 1 and 128"
             )));
@@ -371,13 +365,7 @@ fn check_event(state: &CloudTrailState, channel: &Channel, entry: &AuditEntry) -
             ));
         }
     }
-    let data: Value = serde_json::from_str(&entry.event_data)
-        .map_err(|e| ("InvalidData", format!("eventData is not valid JSON: {e}")))?;
-    let options = ValidationOptions {
-        require_recipient: true,
-        reject_unknown_fields: state.config.strict_fields,
-    };
-    validate_value(&data, options).map_err(|v| (v.code.as_str(), format!("{}: {}", v.field, v.message)))?;
+    let data = check_event_data(&entry.event_data, state.config.strict_fields)?;
     if data["recipientAccountId"].as_str() != Some(channel.arn.account.as_str()) {
         return Err((
             "InvalidRecipient",
@@ -440,7 +428,7 @@ fn store(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let ingestion = falcon_lake_audit::time::format_event_time(now);
+    let ingestion = crate::time::format_utc(now);
     let record = json!({
         "eventVersion": "1.0",
         "eventCategory": "ActivityAuditLog",

@@ -5,12 +5,21 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::aws::parse_rates;
+pub use crate::aws::RequestFailureRates;
+
 /// Emulator settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CloudTrailEmulatorConfig {
-    /// Address to listen on.
+    /// Address to listen on (loopback unless --allow-remote).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// Permit a non-loopback --listen address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// HTTPS instead of HTTP (`--tls-cert`, `--tls-key`).
+    #[command(flatten)]
+    pub tls: crate::TlsArgs,
     /// A channel to serve (repeatable); its owner is the ARN's account.
     #[arg(long = "channel-arn")]
     pub channel_arns: Vec<String>,
@@ -73,6 +82,8 @@ impl CloudTrailEmulatorConfig {
     ) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow_remote: false,
+            tls: crate::TlsArgs::default(),
             channel_arns: vec![channel_arn.into()],
             channels_file: None,
             external_id: None,
@@ -91,6 +102,13 @@ impl CloudTrailEmulatorConfig {
             not_subscribed: false,
             unsupported_regions: Vec::new(),
         }
+    }
+}
+
+impl CloudTrailEmulatorConfig {
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        crate::control::check_listen(self.listen, self.allow_remote)
     }
 }
 
@@ -127,44 +145,13 @@ pub struct EventFailureRates {
     pub internal: f64,
 }
 
-/// Whole-request failure probabilities.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RequestFailureRates {
-    /// HTTP 500 `InternalFailure`.
-    pub http500: f64,
-    /// HTTP 503 `ServiceUnavailable`.
-    pub http503: f64,
-    /// A 200 whose body is not JSON (after storing the events).
-    pub malformed: f64,
-    /// A slow answer (after storing the events).
-    pub slow: f64,
-}
-
-fn parse_pairs(text: &str) -> Result<Vec<(String, f64)>, String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("{pair:?} is not kind=probability"))?;
-            let p: f64 = v.trim().parse().map_err(|_| format!("{pair:?}: not a number"))?;
-            if !(0.0..=1.0).contains(&p) {
-                return Err(format!("{pair:?}: probability must be between 0 and 1"));
-            }
-            Ok((k.trim().to_string(), p))
-        })
-        .collect()
-}
-
 /// Parses `throttling=p,internal=p`.
 pub fn parse_event_rates(text: &str) -> Result<EventFailureRates, String> {
     let mut rates = EventFailureRates::default();
-    for (kind, p) in parse_pairs(text)? {
+    for (kind, p) in parse_rates(text, &["throttling", "internal"])? {
         match kind.as_str() {
             "throttling" => rates.throttling = p,
-            "internal" => rates.internal = p,
-            other => return Err(format!("unknown event failure {other:?}; known: throttling, internal")),
+            _ => rates.internal = p,
         }
     }
     Ok(rates)
@@ -172,21 +159,7 @@ pub fn parse_event_rates(text: &str) -> Result<EventFailureRates, String> {
 
 /// Parses `500=p,503=p,malformed=p,slow=p`.
 pub fn parse_request_rates(text: &str) -> Result<RequestFailureRates, String> {
-    let mut rates = RequestFailureRates::default();
-    for (kind, p) in parse_pairs(text)? {
-        match kind.as_str() {
-            "500" => rates.http500 = p,
-            "503" => rates.http503 = p,
-            "malformed" => rates.malformed = p,
-            "slow" => rates.slow = p,
-            other => {
-                return Err(format!(
-                    "unknown request failure {other:?}; known: 500, 503, malformed, slow"
-                ))
-            }
-        }
-    }
-    Ok(rates)
+    crate::aws::parse_request_rates(text, &["500", "503", "malformed", "slow"])
 }
 
 /// A one-shot fault queued through the control API.

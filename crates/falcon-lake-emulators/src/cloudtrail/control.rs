@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::cloudtrail::api::AppState;
 use crate::cloudtrail::config::CloudTrailFault;
+use crate::control::queue_faults;
 use crate::lock;
 
 fn param<T: std::str::FromStr>(query: &HashMap<String, String>, key: &str, default: T) -> T {
@@ -65,19 +66,13 @@ pub async fn stats(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-/// `POST /_emulator/faults?count=N` with a fault as JSON.
+/// `POST /_emulator/faults?count=N` (N ≤ 10,000) with a fault as JSON.
 pub async fn add_fault(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    match serde_json::from_slice::<CloudTrailFault>(&body) {
-        Ok(fault) => {
-            state.push_fault(fault, param(&query, "count", 1));
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("not a fault: {e}")).into_response(),
-    }
+    queue_faults(&query, &body, |fault: CloudTrailFault, n| state.push_fault(fault, n))
 }
 
 /// `POST /_emulator/reset`: forget stored events, counters and queued faults.

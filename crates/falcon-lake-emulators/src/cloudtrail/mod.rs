@@ -1,14 +1,14 @@
 //! `falcon-lake emulate cloudtrail`: a faithful CloudTrail Data API
 //! (`PutAuditEvents`) on loopback (spec §14 checklist): channels and policies,
-//! SigV4, limits and the schema (through the validator the SmartModule is
-//! tested with), AWS's error wire format, a request-rate throttle, latency,
-//! fault injection, and an inspection API.
+//! SigV4, limits and the schema (checks of its own, from the specification),
+//! AWS's error wire format, a request-rate throttle, latency, fault
+//! injection, and an inspection API.
 
 pub mod api;
 pub mod arn;
 pub mod config;
 pub mod control;
-pub mod sigv4;
+pub mod schema;
 pub mod state;
 
 use std::sync::Arc;
@@ -33,8 +33,9 @@ pub struct CloudTrailEmulator {
 impl CloudTrailEmulator {
     /// Starts serving.
     pub async fn start(config: CloudTrailEmulatorConfig) -> Result<Self> {
+        config.validate()?;
         let state = Arc::new(CloudTrailState::new(config.clone())?);
-        let server = Server::start(config.listen, router(state.clone())).await?;
+        let server = Server::start_with(config.listen, router(state.clone()), &config.tls).await?;
         Ok(Self { state, server })
     }
 

@@ -2,13 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
+use crate::aws::TokenBucket;
 use crate::cloudtrail::arn::ChannelArn;
 use crate::cloudtrail::config::{ChannelSpec, CloudTrailEmulatorConfig, CloudTrailFault};
 use crate::lock;
@@ -64,29 +65,6 @@ pub struct Stats {
     pub codes: BTreeMap<String, u64>,
 }
 
-/// Token bucket for the request rate.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    capacity: f64,
-    rate: f64,
-    refilled: Instant,
-}
-
-impl Bucket {
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * self.rate).min(self.capacity);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Everything the emulator knows.
 #[derive(Debug)]
 pub struct CloudTrailState {
@@ -102,7 +80,7 @@ pub struct CloudTrailState {
     pub store: Mutex<Store>,
     /// Counters.
     pub stats: Mutex<Stats>,
-    bucket: Mutex<Bucket>,
+    bucket: Mutex<TokenBucket>,
     faults: Mutex<VecDeque<CloudTrailFault>>,
     rng: Mutex<StdRng>,
 }
@@ -115,13 +93,7 @@ impl CloudTrailState {
         let account = config.account_id.clone().unwrap_or(owner);
         let keys = HashMap::from([(config.access_key_id.clone(), config.secret_access_key.clone())]);
         let accounts = HashMap::from([(config.access_key_id.clone(), account)]);
-        let capacity = config.burst.unwrap_or(config.tps).max(1.0);
-        let bucket = Bucket {
-            tokens: capacity,
-            capacity,
-            rate: config.tps.max(0.001),
-            refilled: Instant::now(),
-        };
+        let bucket = TokenBucket::new(config.tps, config.burst.unwrap_or(config.tps));
         Ok(Self {
             config,
             channels,
@@ -146,11 +118,9 @@ impl CloudTrailState {
     }
 
     /// Queues a fault `count` times.
-    pub fn push_fault(&self, fault: CloudTrailFault, count: u32) {
+    pub fn push_fault(&self, fault: CloudTrailFault, count: u64) {
         let mut faults = lock(&self.faults);
-        for _ in 0..count.max(1) {
-            faults.push_back(fault.clone());
-        }
+        faults.extend(std::iter::repeat_n(fault, count.max(1) as usize));
     }
 
     /// Takes the first queued fault that `matches`.

@@ -94,16 +94,21 @@ pub fn region_of(state: &EmulatorState, path: &HashMap<String, String>) -> Strin
         .unwrap_or_else(|| state.config.region.clone())
 }
 
-/// `http://<host>[/_region/<r>]`: where this request reached us.
+/// `http[s]://<host>[/_region/<r>]`: where this request reached us.
 pub fn origin(headers: &HeaderMap, region: &str, state: &EmulatorState) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1");
-    if region == state.config.region {
-        format!("http://{host}")
+    let scheme = if state.config.tls.tls_cert.is_some() {
+        "https"
     } else {
-        format!("http://{host}/_region/{region}")
+        "http"
+    };
+    if region == state.config.region {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}/_region/{region}")
     }
 }
 
@@ -376,7 +381,7 @@ pub async fn refresh(
 /// RFC 3339 UTC with nanoseconds, like `sessionToken.expiration`.
 pub fn rfc3339_nanos(at: SystemTime) -> String {
     let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let date = falcon_lake_audit::time::format_event_time(d.as_secs() as i64);
+    let date = crate::time::format_utc(d.as_secs() as i64);
     format!("{}.{:09}Z", date.trim_end_matches('Z'), d.subsec_nanos())
 }
 

@@ -6,15 +6,21 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::falcon::generator::Mix;
+use crate::falcon::generator::{Mix, BASE_EPOCH_SECONDS};
 use crate::parse_duration;
 
 /// Emulator settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FalconEmulatorConfig {
-    /// Address to listen on.
+    /// Address to listen on (loopback unless --allow-remote).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// Permit a non-loopback --listen address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// HTTPS instead of HTTP (`--tls-cert`, `--tls-key`).
+    #[command(flatten)]
+    pub tls: crate::TlsArgs,
     /// OAuth2 client ID the emulator accepts.
     #[arg(long, env = "FALCON_EMULATOR_CLIENT_ID")]
     pub client_id: String,
@@ -33,6 +39,9 @@ pub struct FalconEmulatorConfig {
     /// Seed of the generator.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Time of the first generated event (RFC 3339 UTC); later ones follow at 4 per second.
+    #[arg(long, value_parser = parse_base_time, default_value = "2026-01-01T00:00:00Z")]
+    pub base_time: i64,
     /// Event types to generate.
     #[arg(long, value_enum, default_value_t = Mix::Realistic)]
     pub mix: Mix,
@@ -58,9 +67,12 @@ pub struct FalconEmulatorConfig {
     /// `refreshActiveSessionInterval`, in seconds; a session not refreshed within it ends.
     #[arg(long, default_value_t = 1800)]
     pub refresh_interval: u64,
-    /// How long a closed session keeps its appId held (discovery returns no streams).
-    #[arg(long, value_parser = parse_duration, default_value = "0s")]
-    pub session_linger: Duration,
+    /// How long a session keeps its appId held (discovery answers no streams)
+    /// once its feed connection closes: `expiry` (the real API: until the
+    /// session ends unrefreshed, at most `--refresh-interval` after its last
+    /// refresh) or a duration (`0s`: the appId is free as soon as the feed closes).
+    #[arg(long, value_parser = parse_linger, default_value = "expiry")]
+    pub session_linger: SessionLinger,
     /// Hard cap on a session's life, refreshed or not.
     #[arg(long, value_parser = parse_duration, default_value = "4h")]
     pub session_cap: Duration,
@@ -153,18 +165,31 @@ pub fn parse_fault_rates(text: &str) -> Result<FaultRates, String> {
     Ok(rates)
 }
 
+/// Parses `--base-time` (`YYYY-MM-DDTHH:MM:SSZ`) into epoch seconds.
+pub fn parse_base_time(text: &str) -> Result<i64, String> {
+    crate::time::parse_utc(text).ok_or_else(|| format!("{text:?} is not a time like 2026-01-01T00:00:00Z"))
+}
+
 impl FalconEmulatorConfig {
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        crate::control::check_listen(self.listen, self.allow_remote)
+    }
+
     /// Settings for a test or a demo: loopback on a free port, the given
     /// credentials, everything else at its default.
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow_remote: false,
+            tls: crate::TlsArgs::default(),
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             partitions: 1,
             events: 1_000,
             rate: 0.0,
             seed: 42,
+            base_time: BASE_EPOCH_SECONDS,
             mix: Mix::Realistic,
             min_event_bytes: 0,
             events_file: None,
@@ -173,7 +198,7 @@ impl FalconEmulatorConfig {
             offset_gaps: 0.0,
             token_ttl: 1799,
             refresh_interval: 1800,
-            session_linger: Duration::ZERO,
+            session_linger: SessionLinger::UntilExpiry,
             session_cap: Duration::from_secs(4 * 3600),
             keepalive: Duration::from_secs(15),
             region: "us-1".to_string(),
@@ -305,5 +330,24 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<ControlFault>(r#"{"fault":"feed_explode"}"#).is_err());
+    }
+}
+
+/// How long a session whose feed connection closed keeps its appId held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionLinger {
+    /// Until the session expires unrefreshed (or is revoked, or hits its cap),
+    /// as the real API does (a dropped consumer blocks its appId for minutes).
+    #[default]
+    UntilExpiry,
+    /// For this long after the last connection closed, then free.
+    For(Duration),
+}
+
+/// Parses `--session-linger`: `expiry` or a duration.
+pub fn parse_linger(text: &str) -> Result<SessionLinger, String> {
+    match text.trim() {
+        "expiry" | "until-expiry" => Ok(SessionLinger::UntilExpiry),
+        other => parse_duration(other).map(SessionLinger::For),
     }
 }

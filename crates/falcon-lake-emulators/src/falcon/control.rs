@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use crate::control::{count, queue_faults, MAX_GENERATE};
 use crate::falcon::api::AppState;
 use crate::falcon::config::ControlFault;
 
@@ -18,19 +19,13 @@ fn number<T: std::str::FromStr>(query: &HashMap<String, String>, key: &str, defa
     query.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// `POST /_emulator/faults?count=N` with a [`ControlFault`] as JSON.
+/// `POST /_emulator/faults?count=N` (N ≤ 10,000) with a [`ControlFault`] as JSON.
 pub async fn add_fault(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    match serde_json::from_slice::<ControlFault>(&body) {
-        Ok(fault) => {
-            state.push_fault(fault, number(&query, "count", 1));
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("not a fault: {e}")).into_response(),
-    }
+    queue_faults(&query, &body, |fault: ControlFault, n| state.push_fault(fault, n))
 }
 
 /// `POST /_emulator/sessions/expire`: every session ends now.
@@ -45,10 +40,15 @@ pub async fn expire_tokens(State(state): State<AppState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// `POST /_emulator/events/generate?count=N`.
-pub async fn generate(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> StatusCode {
-    state.append_generated(number(&query, "count", 1));
-    StatusCode::NO_CONTENT
+/// `POST /_emulator/events/generate?count=N` (N ≤ 100,000).
+pub async fn generate(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    match count(&query, "count", 1, MAX_GENERATE) {
+        Ok(count) => {
+            state.append_generated(count);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(refused) => refused,
+    }
 }
 
 /// `POST /_emulator/events?partition=P[&raw=true]` with JSONL events; with

@@ -9,9 +9,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use falcon_lake_audit::json::ObjectWriter;
+use crate::json::ObjectWriter;
 
-/// 2026-01-01T00:00:00Z: generated events are spread after it, 4 per second.
+/// 2026-01-01T00:00:00Z: by default, generated events are spread after it, 4 per second.
 pub const BASE_EPOCH_SECONDS: i64 = 1_767_225_600;
 
 /// Which event types to generate.
@@ -30,6 +30,7 @@ pub struct Generator {
     cid: String,
     mix: Mix,
     min_bytes: usize,
+    base_time: i64,
 }
 
 /// One generated event.
@@ -86,7 +87,14 @@ impl Generator {
             cid: cid.into(),
             mix,
             min_bytes: 0,
+            base_time: BASE_EPOCH_SECONDS,
         }
+    }
+
+    /// Starts the events' times at `epoch_seconds` instead of [`BASE_EPOCH_SECONDS`].
+    pub fn with_base_time(mut self, epoch_seconds: i64) -> Self {
+        self.base_time = epoch_seconds;
+        self
     }
 
     /// Pads events shorter than `min_bytes` (0: no padding).
@@ -103,7 +111,7 @@ impl Generator {
     /// Event number `seq`, carrying `offset`.
     pub fn event(&self, seq: u64, offset: u64) -> Generated {
         let mut rng = StdRng::seed_from_u64(self.seed ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let time = BASE_EPOCH_SECONDS + (seq / 4) as i64;
+        let time = self.base_time + (seq / 4) as i64;
         let kind = self.pick_kind(&mut rng);
         let (event_type, body) = match kind {
             Kind::Auth => ("AuthActivityAuditEvent", auth_event(&mut rng, time)),
@@ -544,7 +552,12 @@ fn other_event(rng: &mut StdRng, time: i64) -> ObjectWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use falcon_lake_audit::event::probe_offset;
+
+    /// `metadata.offset` of an event line, read as any JSON parser would.
+    fn probe_offset(line: &[u8]) -> Result<Option<u64>, String> {
+        let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        Ok(value["metadata"]["offset"].as_u64())
+    }
 
     #[test]
     fn deterministic_valid_and_about_a_kilobyte() {

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::Server;
-pub use config::{ControlFault, FalconEmulatorConfig, FaultRates, RegionMode};
+pub use config::{ControlFault, FalconEmulatorConfig, FaultRates, RegionMode, SessionLinger};
 pub use generator::{Generator, Mix};
 pub use state::EmulatorState;
 
@@ -33,6 +33,7 @@ pub struct FalconEmulator {
 impl FalconEmulator {
     /// Loads or generates the events and starts serving.
     pub async fn start(config: FalconEmulatorConfig) -> Result<Self> {
+        config.validate()?;
         let state = Arc::new(EmulatorState::new(config.clone()));
         if let Some(path) = &config.events_file {
             load_file(&state, path)?;
@@ -42,7 +43,7 @@ impl FalconEmulator {
         } else {
             state.append_generated(config.events);
         }
-        let server = Server::start(config.listen, router(state.clone())).await?;
+        let server = Server::start_with(config.listen, router(state.clone()), &config.tls).await?;
         Ok(Self { state, server })
     }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::falcon::config::{ControlFault, FalconEmulatorConfig};
+use crate::falcon::config::{ControlFault, FalconEmulatorConfig, SessionLinger};
 use crate::falcon::generator::Generator;
 use crate::lock;
 
@@ -231,8 +231,9 @@ pub struct EmulatorState {
 impl EmulatorState {
     /// Empty state for `config`.
     pub fn new(config: FalconEmulatorConfig) -> Self {
-        let generator =
-            Generator::new(config.seed, config.cid.clone(), config.mix).with_min_bytes(config.min_event_bytes);
+        let generator = Generator::new(config.seed, config.cid.clone(), config.mix)
+            .with_min_bytes(config.min_event_bytes)
+            .with_base_time(config.base_time);
         let partitions = (0..config.partitions.max(1))
             .map(|_| PartitionLog::new(config.first_offset))
             .collect();
@@ -359,14 +360,21 @@ impl EmulatorState {
         lock(&self.tokens).clear();
     }
 
-    /// True while a session of `app_id` is connected or lingering after its close.
+    /// True while a live session of `app_id` holds it: by default every session
+    /// until it ends (expired unrefreshed, revoked or capped), connected or
+    /// not, as the real API does; with a finite `session_linger`, only while
+    /// connected and for that long after its feed closed.
     pub fn app_id_held(&self, app_id: &str) -> bool {
         let now = Instant::now();
-        let linger = self.config.session_linger;
         lock(&self.sessions).iter().any(|s| {
             s.app_id == app_id
                 && s.alive(now)
-                && (s.connected > 0 || s.closed_at.is_some_and(|closed| now.duration_since(closed) < linger))
+                && match self.config.session_linger {
+                    SessionLinger::UntilExpiry => true,
+                    SessionLinger::For(linger) => {
+                        s.connected > 0 || s.closed_at.is_some_and(|closed| now.duration_since(closed) < linger)
+                    }
+                }
         })
     }
 
@@ -448,7 +456,7 @@ impl EmulatorState {
     }
 
     /// Queues a fault.
-    pub fn push_fault(&self, fault: ControlFault, count: u32) {
+    pub fn push_fault(&self, fault: ControlFault, count: u64) {
         let mut faults = lock(&self.faults);
         for _ in 0..count.max(1) {
             faults.push_back(fault.clone());

@@ -15,7 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use falcon_lake_audit::json::ObjectWriter;
+use crate::json::ObjectWriter;
 
 use crate::falcon::api::{authorization, region_of, unauthorized, AppState, Params};
 use crate::falcon::config::ControlFault;

@@ -1,7 +1,7 @@
 //! A shared, adaptive request-rate limit: a token bucket at the configured rate
-//! (CloudTrail's quota is 100 requests per second) that slows down when
-//! CloudTrail throttles and recovers gradually, to sit close to the quota
-//! without tripping it for long.
+//! (the destination's request quota) that slows down when the destination
+//! throttles and recovers gradually, to sit close to the quota without tripping
+//! it for long.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -67,7 +67,7 @@ impl RateLimiter {
         }
     }
 
-    /// CloudTrail answered `ThrottlingException`: slow down.
+    /// The destination answered with throttling: slow down.
     pub fn throttled(&self) {
         let mut state = self.lock();
         state.rate = (state.rate * DECREASE).max(MIN_RATE);

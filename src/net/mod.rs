@@ -1,12 +1,19 @@
 //! HTTP client construction and the transport-security policy shared by every
-//! outbound connection: TLS with certificate checks by default, plain HTTP only
-//! to loopback or when explicitly allowed, never through an environment proxy.
+//! outbound connection: TLS with certificate checks by default (the system's
+//! roots, plus a section's `ca_file`), plain HTTP only to loopback or when
+//! explicitly allowed, and the proxy a section's settings and the environment
+//! choose ([`settings`]). [`aws`] builds the same for the AWS SDK.
+
+pub mod aws;
+pub mod settings;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use url::{Host, Url};
+
+pub use settings::{NetworkSettings, ProxyChoice, ProxyUrl, Route};
 
 /// True when `url` points at this machine (127.0.0.0/8, ::1 or `localhost`).
 pub fn is_loopback(url: &Url) -> bool {
@@ -32,9 +39,9 @@ pub fn check_transport(url: &Url, allow_insecure_http: bool, what: &str) -> Resu
 }
 
 /// An HTTP client for request/response APIs: overall `timeout`, no redirects
-/// followed automatically (callers decide), no proxy from the environment.
-pub fn api_client(timeout: Duration, user_agent: &str) -> Result<reqwest::Client> {
-    base_builder(user_agent)
+/// followed automatically (callers decide), routed and trusting as `network` says.
+pub fn api_client(timeout: Duration, user_agent: &str, network: &NetworkSettings) -> Result<reqwest::Client> {
+    base_builder(user_agent, network)?
         .timeout(timeout)
         .build()
         .context("building the HTTP client")
@@ -42,20 +49,46 @@ pub fn api_client(timeout: Duration, user_agent: &str) -> Result<reqwest::Client
 
 /// An HTTP client for endless streaming responses: no overall timeout (the feed
 /// never ends by itself); callers enforce an idle timeout per read instead.
-pub fn streaming_client(user_agent: &str) -> Result<reqwest::Client> {
-    base_builder(user_agent)
+pub fn streaming_client(user_agent: &str, network: &NetworkSettings) -> Result<reqwest::Client> {
+    base_builder(user_agent, network)?
         .tcp_keepalive(Duration::from_secs(30))
         .build()
         .context("building the streaming HTTP client")
 }
 
-fn base_builder(user_agent: &str) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
+fn base_builder(user_agent: &str, network: &NetworkSettings) -> Result<reqwest::ClientBuilder> {
+    // reqwest would read the proxy variables itself; the route is decided once,
+    // in `settings`, so that every client of a section goes the same way.
+    let mut builder = reqwest::Client::builder()
         .user_agent(user_agent)
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    if let Some(route) = network.route()? {
+        builder = builder.proxy(reqwest_proxy(&route, network.section)?);
+    }
+    if let Some(pem) = network.ca_pem()? {
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{}.ca_file: reading the PEM certificates", network.section))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    Ok(builder)
+}
+
+fn reqwest_proxy(route: &Route, section: &str) -> Result<reqwest::Proxy> {
+    let url = route.proxy.without_credentials();
+    let proxy = if route.all_schemes {
+        reqwest::Proxy::all(url.as_str())
+    } else {
+        reqwest::Proxy::https(url.as_str())
+    }
+    .with_context(|| format!("{section}.proxy: {url} is not a usable proxy"))?;
+    let proxy = proxy.no_proxy(reqwest::NoProxy::from_string(&route.no_proxy));
+    Ok(match route.proxy.credentials() {
+        Some((user, password)) => proxy.basic_auth(&user, &password),
+        None => proxy,
+    })
 }
 
 /// `User-Agent` sent by falcon-lake.

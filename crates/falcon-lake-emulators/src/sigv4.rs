@@ -1,5 +1,5 @@
-//! AWS Signature Version 4 verification, as CloudTrail Data performs it: the
-//! canonical request, the credential scope (service `cloudtrail-data`), the
+//! AWS Signature Version 4 verification, as AWS services perform it: the
+//! canonical request, the credential scope (the service's signing name), the
 //! signing-key chain and a 15-minute clock-skew window.
 
 use std::collections::HashMap;
@@ -191,7 +191,7 @@ fn parse_amz_date(text: &str) -> Option<i64> {
         &text[13..15]
     );
     (text.as_bytes()[8] == b'T' && text.ends_with('Z')).then_some(())?;
-    falcon_lake_audit::time::parse_event_time(&iso)
+    crate::time::parse_utc(&iso)
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
