@@ -25,11 +25,11 @@ use falcon_lake::transform::{InputRecord, ModuleSpec, TransformChain};
 const TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-unknown-unknown"];
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
+
+/// Either module's native mapping into reused buffers; true when it emitted.
+type NativeMapper = dyn Fn(&RecordContext<'_>, &[u8], &mut AuditRecord) -> bool;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Module {
@@ -57,7 +57,7 @@ impl Module {
     }
 
     /// The native mapping, called as the module calls it.
-    fn native(self) -> Box<dyn Fn(&RecordContext<'_>, &[u8], &mut AuditRecord) -> bool> {
+    fn native(self) -> Box<NativeMapper> {
         match self {
             Module::CloudTrail => {
                 let mapper = Mapper::new(MappingParams::default());
@@ -264,9 +264,6 @@ fn profile_one(only: &str, events: u64) -> anyhow::Result<()> {
             }
         }
     }
-    eprintln!(
-        "{:.0} events/s",
-        20.0 * events as f64 / began.elapsed().as_secs_f64()
-    );
+    eprintln!("{:.0} events/s", 20.0 * events as f64 / began.elapsed().as_secs_f64());
     Ok(())
 }

@@ -43,6 +43,9 @@ enum Module {
 
 const MODULES: [Module; 2] = [Module::CloudTrail, Module::Ocsf];
 
+/// Either module's native mapping of one record.
+type NativeMapper = dyn Fn(&RecordContext<'_>, &[u8]) -> Outcome;
+
 impl Module {
     fn dir(self) -> &'static str {
         match self {
@@ -71,7 +74,7 @@ impl Module {
     /// The native mapping's outputs (key, value), in order.
     fn native(self, params: &[(&str, &str)], records: &[(Vec<u8>, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
         let map = param_map(params);
-        let mapper: Box<dyn Fn(&RecordContext<'_>, &[u8]) -> Outcome> = match self {
+        let mapper: Box<NativeMapper> = match self {
             Module::CloudTrail => {
                 let mapper = falcon_lake::audit::Mapper::new(MappingParams::from_map(&map).expect("params"));
                 Box::new(move |ctx, value| mapper.map(ctx, value))
@@ -160,7 +163,11 @@ fn assert_same(module: Module, params: &[(&str, &str)], mix: Mix) -> usize {
     for target in TARGETS {
         let mut chain = module.chain(target, params).expect("chain");
         let got = through_wasm(&mut chain, &records);
-        assert_eq!(got.len(), expected.len(), "{module:?} {target}: number of emitted records");
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{module:?} {target}: number of emitted records"
+        );
         for ((source, g), (key, value)) in got.iter().zip(&expected) {
             assert_eq!(g.key.as_deref(), Some(key.as_slice()), "{module:?} {target}: key");
             assert_eq!(
@@ -294,8 +301,14 @@ fn every_ocsf_class_comes_out_of_the_corpus() {
             "class {class}: {classes:?}"
         );
     }
-    assert!(classes.contains_key(&(Some(3002), Some(2))), "session ends: {classes:?}");
-    assert!(classes.contains_key(&(Some(6003), Some(99))), "unknown operations kept: {classes:?}");
+    assert!(
+        classes.contains_key(&(Some(3002), Some(2))),
+        "session ends: {classes:?}"
+    );
+    assert!(
+        classes.contains_key(&(Some(6003), Some(99))),
+        "unknown operations kept: {classes:?}"
+    );
 }
 
 /// The mappings' speed rests on the one-pass scanner reading events itself;
@@ -316,7 +329,11 @@ fn bad_parameters_fail_at_start_naming_the_key() {
     for (module, params, key) in [
         (Module::CloudTrail, vec![("profil", "fig")], "profil"),
         (Module::CloudTrail, vec![("carry_raw", "perhaps")], "carry_raw"),
-        (Module::CloudTrail, vec![("recipient_account_id", "123")], "recipient_account_id"),
+        (
+            Module::CloudTrail,
+            vec![("recipient_account_id", "123")],
+            "recipient_account_id",
+        ),
         (Module::Ocsf, vec![("profile", "fig")], "profile"),
         (Module::Ocsf, vec![("ocsf_version", "1.1.0")], "ocsf_version"),
         (Module::Ocsf, vec![("carry_raw", "perhaps")], "carry_raw"),
@@ -400,7 +417,12 @@ fn long_runs_do_not_grow_module_memory() {
         let stats = long_run(module.spec("wasm32-wasip1", &[]), &records, 4 * 1024 * 1024);
         assert!(stats.batches >= 30, "{module:?}: {stats:?}");
         assert_eq!(
-            (stats.fallbacks, stats.reinstantiations, stats.traps, stats.module_errors),
+            (
+                stats.fallbacks,
+                stats.reinstantiations,
+                stats.traps,
+                stats.module_errors
+            ),
             (0, 0, 0, 0),
             "{module:?}: {stats:?}"
         );
@@ -514,7 +536,9 @@ fn falcon_shaped() -> impl Strategy<Value = serde_json::Value> {
     ];
     (event_fields, more_fields, meta_fields, types).prop_map(|(e, x, m, t)| {
         let mut event = serde_json::Map::new();
-        for (k, v) in [e.0, e.1, e.2, e.3, e.4, e.5, e.6, e.7, e.8, x.0, x.1, x.2, x.3, x.4, x.5, x.6] {
+        for (k, v) in [
+            e.0, e.1, e.2, e.3, e.4, e.5, e.6, e.7, e.8, x.0, x.1, x.2, x.3, x.4, x.5, x.6,
+        ] {
             if let Some(v) = v {
                 event.insert(k.to_string(), v);
             }

@@ -102,10 +102,7 @@ impl Counts {
     }
 
     fn summary(&self) -> String {
-        let mut line = format!(
-            "{} records in, {} out, {} failed",
-            self.read, self.emitted, self.failed
-        );
+        let mut line = format!("{} records in, {} out, {} failed", self.read, self.emitted, self.failed);
         if self.read == 0 {
             line.push_str(" (stdin held no records)");
         } else if self.emitted == 0 && self.failed == 0 {

@@ -362,7 +362,18 @@ mod tests {
 
     #[test]
     fn non_objects_are_not_events() {
-        for text in ["400", "\"x\"", "[1]", "null", "{", "", "{}x", "{\"a\":1,}", "{\"a\":01}", "{\"a\":\"\u{1}\"}"] {
+        for text in [
+            "400",
+            "\"x\"",
+            "[1]",
+            "null",
+            "{",
+            "",
+            "{}x",
+            "{\"a\":1,}",
+            "{\"a\":01}",
+            "{\"a\":\"\u{1}\"}",
+        ] {
             assert!(FalconEvent::parse(text).is_none(), "{text}");
             assert!(FalconEvent::parse_fast(text).is_none(), "{text}");
         }
@@ -372,9 +383,13 @@ mod tests {
 
     #[test]
     fn escapes_are_decoded_like_serde() {
-        let text = r#"{"meta\u0064ata":{"eventType":"Auth\"\\\/\b\f\n\r\t\u00e9\u4e2d"},"event":{"UserId":"a\u0026b"}}"#;
+        let text =
+            r#"{"meta\u0064ata":{"eventType":"Auth\"\\\/\b\f\n\r\t\u00e9\u4e2d"},"event":{"UserId":"a\u0026b"}}"#;
         let fast = FalconEvent::parse_fast(text).expect("the scanner decodes escapes");
-        assert_eq!(fast.metadata.event_type.as_deref(), Some("Auth\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{4e2d}"));
+        assert_eq!(
+            fast.metadata.event_type.as_deref(),
+            Some("Auth\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{4e2d}")
+        );
         assert_eq!(fast.event.user_id.as_deref(), Some("a&b"));
         both(text);
     }
@@ -395,7 +410,10 @@ mod tests {
             FalconEvent::parse(r#"{"metadata":{"offset":7.0}}"#).and_then(|e| e.metadata.offset),
             Some(7)
         );
-        assert!(FalconEvent::parse_fast(r#"{"event":{"x":[1.5e400,-0]}}"#).is_some(), "skipped numbers");
+        assert!(
+            FalconEvent::parse_fast(r#"{"event":{"x":[1.5e400,-0]}}"#).is_some(),
+            "skipped numbers"
+        );
     }
 
     #[test]
@@ -404,7 +422,11 @@ mod tests {
             "event":{"UserId":"v","AuditKeyValues":[{"Key":"k","ValueString":"a","Key":"j"}]},"metadata":7}"#;
         let e = both(text).expect("parses");
         assert_eq!(e.metadata.event_type, None, "a null overwrites");
-        assert_eq!(e.event.user_id.as_deref(), Some("v"), "a second event object replaces the first");
+        assert_eq!(
+            e.event.user_id.as_deref(),
+            Some("v"),
+            "a second event object replaces the first"
+        );
         assert!(e.event.attributes.is_none());
         assert_eq!(e.event.audit_value("j"), Some("a"));
     }
@@ -414,7 +436,10 @@ mod tests {
         let text = r#"{"event":{"Attributes":{"a":[1],"user_agent":"falconpy/1.0","b":{},"n":12,"t":true}}}"#;
         let e = both(text).expect("parses");
         let attributes = e.event.attributes.expect("attributes");
-        assert_eq!(object_field_text(attributes, "user_agent").as_deref(), Some("falconpy/1.0"));
+        assert_eq!(
+            object_field_text(attributes, "user_agent").as_deref(),
+            Some("falconpy/1.0")
+        );
         assert_eq!(object_field_text(attributes, "missing"), None);
         assert_eq!(e.event.attribute("user_agent"), Some("falconpy/1.0"));
         assert_eq!(e.event.attribute("a"), None);

@@ -10,8 +10,8 @@ use crate::event::{EventBody, FalconEvent};
 use crate::id::write_event_id;
 use crate::json::{escaped_len, truncate_escaped, truncate_to, Mark, ObjectWriter};
 use crate::params::{MappingParams, Profile, API_ACTIVITY_EVENT_TYPE};
-use crate::select::Selector;
 use crate::schema::limits;
+use crate::select::Selector;
 use crate::time::{epoch_seconds_from_any_unit, EventTime};
 
 /// `version` used when the event carries none (old events lack `metadata.version`).
@@ -142,7 +142,14 @@ impl Facts<'_, '_> {
 
     fn write_id(&self, profile: Profile, out: &mut String) {
         let qualified = profile == Profile::Default;
-        write_event_id(out, qualified, self.cid(), self.partition, self.event.metadata.offset, self.raw.as_bytes());
+        write_event_id(
+            out,
+            qualified,
+            self.cid(),
+            self.partition,
+            self.event.metadata.offset,
+            self.raw.as_bytes(),
+        );
     }
 
     fn version(&self) -> &str {

@@ -187,7 +187,10 @@ mod tests {
         let event = br#" {"metadata":{"eventType":"AuthActivityAuditEvent"},"event":{}}
 "#;
         let got = selector.select(&ctx, event, |s| (s.partition, s.event_type.to_string(), s.raw.len()));
-        assert_eq!(got, Ok((Some(4), "AuthActivityAuditEvent".to_string(), event.len() - 2)));
+        assert_eq!(
+            got,
+            Ok((Some(4), "AuthActivityAuditEvent".to_string(), event.len() - 2))
+        );
         let detection = br#"{"metadata":{"eventType":"DetectionSummaryEvent"}}"#;
         assert_eq!(selector.select(&ctx, detection, |_| ()), Err(Skip::NotSelected));
         let every = Selector::new(Profile::Default, None, Vec::new(), Vec::new());

@@ -163,8 +163,14 @@ mod tests {
         assert_eq!(epoch_seconds_from_any_unit(-1), None);
         assert_eq!(epoch_millis_from_any_unit(1_700_000_000), Some(1_700_000_000_000));
         assert_eq!(epoch_millis_from_any_unit(1_700_000_000_123), Some(1_700_000_000_123));
-        assert_eq!(epoch_millis_from_any_unit(1_700_000_000_123_456), Some(1_700_000_000_123));
-        assert_eq!(epoch_millis_from_any_unit(1_700_000_000_123_456_789), Some(1_700_000_000_123));
+        assert_eq!(
+            epoch_millis_from_any_unit(1_700_000_000_123_456),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            epoch_millis_from_any_unit(1_700_000_000_123_456_789),
+            Some(1_700_000_000_123)
+        );
         assert_eq!(epoch_millis_from_any_unit(-1), None);
     }
 

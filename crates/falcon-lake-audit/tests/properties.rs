@@ -114,7 +114,9 @@ fn json_text() -> impl Strategy<Value = String> {
         Just(r#"" 17 ""#.to_string()),
         Just(r#""TRUE""#.to_string()),
         any::<i64>().prop_map(|n| n.to_string()),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| f.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| f.to_string()),
         "[\\u{0}-\\u{ffff}]{0,12}".prop_map(|s| serde_json::Value::from(s).to_string()),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {

@@ -15,9 +15,7 @@ use falcon_lake_audit::select::{Selected, Selector};
 use falcon_lake_audit::time::epoch_millis_from_any_unit;
 use falcon_lake_audit::{AuditRecord, Outcome, RecordContext, Skip};
 
-use crate::class::{
-    severity, status, user_type, Class, ACTIVITY_OTHER, AUTH_PROTOCOL_SAML, LOGON_REMOTE_INTERACTIVE,
-};
+use crate::class::{severity, status, user_type, Class, ACTIVITY_OTHER, AUTH_PROTOCOL_SAML, LOGON_REMOTE_INTERACTIVE};
 use crate::params::OcsfParams;
 
 /// `metadata.product`.
@@ -210,7 +208,9 @@ impl<'e, 'a> Facts<'e, 'a> {
         let user_ip = body.user_ip.as_deref().and_then(valid_ip);
         let source_ip = body.source_ip.as_deref().and_then(valid_ip);
         match self.kind.shape {
-            Shape::Request => source_ip.or(user_ip).or_else(|| self.body().attribute("user_ip").and_then(valid_ip)),
+            Shape::Request => source_ip
+                .or(user_ip)
+                .or_else(|| self.body().attribute("user_ip").and_then(valid_ip)),
             _ => user_ip.or(source_ip),
         }
     }
@@ -249,9 +249,27 @@ fn classify(event_type: &str, body: &EventBody<'_>) -> Classified {
 /// without regard to case.
 fn classify_auth(op: &str) -> Classified {
     const TABLE: [(&str, Class, u32, Shape); 21] = [
-        ("userAuthenticate", Class::Authentication, 1, Shape::Logon { mfa: false, saml: false }),
-        ("twoFactorAuthenticate", Class::Authentication, 1, Shape::Logon { mfa: true, saml: false }),
-        ("saml2Assert", Class::Authentication, 1, Shape::Logon { mfa: false, saml: true }),
+        (
+            "userAuthenticate",
+            Class::Authentication,
+            1,
+            Shape::Logon {
+                mfa: false,
+                saml: false,
+            },
+        ),
+        (
+            "twoFactorAuthenticate",
+            Class::Authentication,
+            1,
+            Shape::Logon { mfa: true, saml: false },
+        ),
+        (
+            "saml2Assert",
+            Class::Authentication,
+            1,
+            Shape::Logon { mfa: false, saml: true },
+        ),
         ("streamStarted", Class::Authentication, 1, Shape::StreamSession),
         ("streamStopped", Class::Authentication, 2, Shape::StreamSession),
         ("createUser", Class::AccountChange, 1, Shape::Account),
@@ -343,7 +361,10 @@ fn write_event(mut w: ObjectWriter, params: &OcsfParams, f: &Facts<'_, '_>, uid:
     w.int("type_uid", i128::from(class.uid()) * 100 + i128::from(activity));
     w.string_concat("type_name", &[class.name(), ": ", activity_name]);
     w.int("severity_id", i128::from(severity::INFORMATIONAL));
-    w.string("severity", severity::name(severity::INFORMATIONAL).unwrap_or("Informational"));
+    w.string(
+        "severity",
+        severity::name(severity::INFORMATIONAL).unwrap_or("Informational"),
+    );
     let (status_id, detail) = f.status();
     w.int("status_id", i128::from(status_id));
     w.string("status", status::name(status_id).unwrap_or("Unknown"));
@@ -381,7 +402,11 @@ fn write_message(w: &mut ObjectWriter, f: &Facts<'_, '_>) {
     let body = f.body();
     match f.kind.shape {
         Shape::RemoteSession => {
-            let what = if f.kind.activity == 1 { " session started" } else { " session ended" };
+            let what = if f.kind.activity == 1 {
+                " session started"
+            } else {
+                " session ended"
+            };
             match non_blank(body.hostname.as_deref()) {
                 Some(host) => w.string_concat("message", &[RTR_SERVICE, what, " on ", clip(host)]),
                 None => w.string_concat("message", &[RTR_SERVICE, what]),
@@ -406,7 +431,10 @@ fn write_message(w: &mut ObjectWriter, f: &Facts<'_, '_>) {
 fn write_metadata(w: &mut ObjectWriter, params: &OcsfParams, f: &Facts<'_, '_>, uid: &str, original: Option<i64>) {
     w.begin("metadata");
     w.string("version", &params.ocsf_version);
-    w.begin("product").string("name", PRODUCT_NAME).string("vendor_name", VENDOR_NAME).end();
+    w.begin("product")
+        .string("name", PRODUCT_NAME)
+        .string("vendor_name", VENDOR_NAME)
+        .end();
     w.string("uid", uid);
     if let Some(cid) = f.cid() {
         w.string("tenant_uid", clip(cid));
@@ -416,7 +444,12 @@ fn write_metadata(w: &mut ObjectWriter, params: &OcsfParams, f: &Facts<'_, '_>, 
     if let Some(op) = f.operation() {
         w.string("event_code", clip(op));
     }
-    if let Some(created) = f.event.metadata.event_creation_time.and_then(epoch_millis_from_any_unit) {
+    if let Some(created) = f
+        .event
+        .metadata
+        .event_creation_time
+        .and_then(epoch_millis_from_any_unit)
+    {
         w.int("logged_time", i128::from(created));
     }
     if let Some(original) = original {
@@ -473,7 +506,13 @@ fn user_kind(user: Option<&str>) -> (u32, &'static str) {
 /// `actor.user`: who did it (`UserId`, `actor_user_uuid`).
 fn write_actor(w: &mut ObjectWriter, f: &Facts<'_, '_>) {
     w.begin("actor");
-    write_user(w, "user", f.user_id(), f.value("actor_user_uuid"), user_kind(f.user_id()));
+    write_user(
+        w,
+        "user",
+        f.user_id(),
+        f.value("actor_user_uuid"),
+        user_kind(f.user_id()),
+    );
     w.end();
 }
 
@@ -507,7 +546,13 @@ fn write_logon(w: &mut ObjectWriter, f: &Facts<'_, '_>, mfa: bool, saml: bool) {
 }
 
 fn write_stream_session(w: &mut ObjectWriter, f: &Facts<'_, '_>) {
-    write_user(w, "user", f.user_id(), f.value("APIClientID"), (user_type::OTHER, "API Client"));
+    write_user(
+        w,
+        "user",
+        f.user_id(),
+        f.value("APIClientID"),
+        (user_type::OTHER, "API Client"),
+    );
     let service = non_blank(f.body().service_name.as_deref()).unwrap_or(PRODUCT_NAME);
     write_service(w, service);
     write_src_endpoint(w, f, false);
@@ -531,7 +576,10 @@ fn write_remote_session(w: &mut ObjectWriter, f: &Facts<'_, '_>) {
     }
     write_service(w, RTR_SERVICE);
     if let Some(session) = non_blank(body.session_id.as_deref()) {
-        w.begin("session").string("uid", clip(session)).bool("is_remote", true).end();
+        w.begin("session")
+            .string("uid", clip(session))
+            .bool("is_remote", true)
+            .end();
     }
     w.bool("is_remote", true);
     w.int("logon_type_id", i128::from(LOGON_REMOTE_INTERACTIVE));
@@ -682,7 +730,10 @@ fn write_request(w: &mut ObjectWriter, f: &Facts<'_, '_>) {
     if let Some(code) = body.attribute("status_code").and_then(|c| c.trim().parse::<u16>().ok()) {
         w.begin("http_response").int("code", i128::from(code)).end();
     }
-    if let Some(micros) = body.attribute("elapsed_microseconds").and_then(|m| m.trim().parse::<i64>().ok()) {
+    if let Some(micros) = body
+        .attribute("elapsed_microseconds")
+        .and_then(|m| m.trim().parse::<i64>().ok())
+    {
         if micros >= 0 {
             w.int("duration", i128::from(micros / 1_000));
         }
@@ -741,12 +792,16 @@ pub fn is_email(text: &str) -> bool {
         return false;
     };
     let local_ok = !local.is_empty()
-        && local.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+,-./=?^_`{|}~".contains(&b));
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+,-./=?^_`{|}~".contains(&b));
     let Some((first, rest)) = domain.split_once('.') else {
         return false;
     };
     let label = |s: &str, dot: bool| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || (dot && b == b'.'))
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || (dot && b == b'.'))
     };
     local_ok && label(first, false) && label(rest, true)
 }
@@ -775,7 +830,16 @@ mod tests {
     fn emails_follow_the_ocsf_pattern() {
         assert!(is_email("alice@example.com"));
         assert!(is_email("first.last+tag@sub.example.org"));
-        for not in ["API:abc", "a@b", "@b.c", "a@.c", "a b@c.d", "a@b.c@d", "Crowdstrike", "a@b_c.d"] {
+        for not in [
+            "API:abc",
+            "a@b",
+            "@b.c",
+            "a@.c",
+            "a b@c.d",
+            "a@b.c@d",
+            "Crowdstrike",
+            "a@b_c.d",
+        ] {
             assert!(!is_email(not), "{not}");
         }
     }

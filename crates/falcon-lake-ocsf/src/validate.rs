@@ -313,15 +313,23 @@ pub fn validate_ocsf_value(value: &Value) -> Checked {
         require(event, "", name)?;
     }
     let class_uid = integer(event, "", "class_uid")?.unwrap_or(u64::MAX);
-    let class =
-        Class::from_uid(class_uid).ok_or_else(|| violation("class_uid", format!("{class_uid} is not a known class")))?;
+    let class = Class::from_uid(class_uid)
+        .ok_or_else(|| violation("class_uid", format!("{class_uid} is not a known class")))?;
     let activity = integer(event, "", "activity_id")?.unwrap_or(u64::MAX);
     let activity_name = u32::try_from(activity)
         .ok()
         .and_then(|a| class.activity_name(a))
-        .ok_or_else(|| violation("activity_id", format!("{activity} is not an activity of {}", class.name())))?;
+        .ok_or_else(|| {
+            violation(
+                "activity_id",
+                format!("{activity} is not an activity of {}", class.name()),
+            )
+        })?;
     if integer(event, "", "category_uid")? != Some(u64::from(class.category_uid())) {
-        return Err(violation("category_uid", format!("{} has category {}", class.name(), class.category_uid())));
+        return Err(violation(
+            "category_uid",
+            format!("{} has category {}", class.name(), class.category_uid()),
+        ));
     }
     if integer(event, "", "type_uid")? != Some(u64::from(class.uid()) * 100 + activity) {
         return Err(violation("type_uid", "must be class_uid * 100 + activity_id"));
@@ -376,12 +384,23 @@ fn validate_metadata(event: &Map<String, Value>) -> Checked {
     require(metadata, "metadata", "version")?;
     let version = string(metadata, "metadata", "version")?.unwrap_or("");
     if !OCSF_VERSIONS.contains(&version) {
-        return Err(violation("metadata.version", format!("{version:?} is not a version from 1.5.0 to 1.8.0")));
+        return Err(violation(
+            "metadata.version",
+            format!("{version:?} is not a version from 1.5.0 to 1.8.0"),
+        ));
     }
     let product = object(&metadata["product"], "metadata.product")?;
     known(product, "metadata.product", PRODUCT)?;
     at_least_one(product, "metadata.product", &["name", "uid"])?;
-    for name in ["uid", "tenant_uid", "log_name", "log_provider", "event_code", "original_time", "correlation_uid"] {
+    for name in [
+        "uid",
+        "tenant_uid",
+        "log_name",
+        "log_provider",
+        "event_code",
+        "original_time",
+        "correlation_uid",
+    ] {
         string(metadata, "metadata", name)?;
     }
     integer(metadata, "metadata", "logged_time")?;
@@ -477,7 +496,10 @@ fn validate_objects(event: &Map<String, Value>) -> Checked {
     }
     if let Some(id) = integer(event, "", "auth_protocol_id")? {
         if !matches!(id, 0..=12 | 99) {
-            return Err(violation("auth_protocol_id", format!("{id} is not an authentication protocol")));
+            return Err(violation(
+                "auth_protocol_id",
+                format!("{id} is not an authentication protocol"),
+            ));
         }
     }
     Ok(())
@@ -492,12 +514,18 @@ fn validate_user(user: &Value, path: &str) -> Checked {
     }
     if let Some(id) = integer(user, path, "type_id")? {
         if !user_type::is_known(id) {
-            return Err(violation(&format!("{path}.type_id"), format!("{id} is not a user type of 1.5.0")));
+            return Err(violation(
+                &format!("{path}.type_id"),
+                format!("{id} is not a user type of 1.5.0"),
+            ));
         }
     }
     if let Some(email) = string(user, path, "email_addr")? {
         if !is_email(email) {
-            return Err(violation(&format!("{path}.email_addr"), format!("{email:?} is not an email address")));
+            return Err(violation(
+                &format!("{path}.email_addr"),
+                format!("{email:?} is not an email address"),
+            ));
         }
     }
     Ok(())
@@ -579,9 +607,7 @@ fn join(path: &str, name: &str) -> String {
 }
 
 fn object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>, OcsfViolation> {
-    value
-        .as_object()
-        .ok_or_else(|| violation(path, "must be an object"))
+    value.as_object().ok_or_else(|| violation(path, "must be an object"))
 }
 
 /// Present and not null.
@@ -603,7 +629,10 @@ fn at_least_one(map: &Map<String, Value>, path: &str, names: &[&str]) -> Checked
 /// Every attribute is one of `allowed`.
 fn known(map: &Map<String, Value>, path: &str, allowed: &[&str]) -> Checked {
     match map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(unknown) => Err(violation(&join(path, unknown), "not an attribute of both OCSF 1.5.0 and 1.8.0 here")),
+        Some(unknown) => Err(violation(
+            &join(path, unknown),
+            "not an attribute of both OCSF 1.5.0 and 1.8.0 here",
+        )),
         None => Ok(()),
     }
 }
@@ -662,8 +691,14 @@ mod tests {
 
     #[test]
     fn finds_each_kind_of_fault() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-            ("time", Box::new(|v| { let _ = v.as_object_mut().map(|m| m.remove("time")); })),
+        type Breaker = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Breaker)> = vec![
+            (
+                "time",
+                Box::new(|v| {
+                    let _ = v.as_object_mut().map(|m| m.remove("time"));
+                }),
+            ),
             ("type_uid", Box::new(|v| v["type_uid"] = json!(300202))),
             ("category_uid", Box::new(|v| v["category_uid"] = json!(6))),
             ("activity_id", Box::new(|v| v["activity_id"] = json!(7))),
@@ -672,15 +707,38 @@ mod tests {
             ("severity_id", Box::new(|v| v["severity_id"] = json!(7))),
             ("status_id", Box::new(|v| v["status_id"] = json!(3))),
             ("time", Box::new(|v| v["time"] = json!("2024-01-01"))),
-            ("metadata.version", Box::new(|v| v["metadata"]["version"] = json!("1.1.0"))),
-            ("metadata.product", Box::new(|v| v["metadata"]["product"] = json!({"vendor_name": "x"}))),
-            ("metadata.original_event_uid", Box::new(|v| v["metadata"]["original_event_uid"] = json!("1.8 only"))),
+            (
+                "metadata.version",
+                Box::new(|v| v["metadata"]["version"] = json!("1.1.0")),
+            ),
+            (
+                "metadata.product",
+                Box::new(|v| v["metadata"]["product"] = json!({"vendor_name": "x"})),
+            ),
+            (
+                "metadata.original_event_uid",
+                Box::new(|v| v["metadata"]["original_event_uid"] = json!("1.8 only")),
+            ),
             ("user", Box::new(|v| v["user"] = json!({"type_id": 1}))),
             ("user.type_id", Box::new(|v| v["user"]["type_id"] = json!(4))),
-            ("user.email_addr", Box::new(|v| v["user"]["email_addr"] = json!("not an email"))),
-            ("", Box::new(|v| { let _ = v.as_object_mut().map(|m| m.remove("service")); })),
-            ("src_endpoint.ip", Box::new(|v| v["src_endpoint"]["ip"] = json!("999.1.1.1"))),
-            ("account_switch_type_id", Box::new(|v| v["account_switch_type_id"] = json!(1))),
+            (
+                "user.email_addr",
+                Box::new(|v| v["user"]["email_addr"] = json!("not an email")),
+            ),
+            (
+                "",
+                Box::new(|v| {
+                    let _ = v.as_object_mut().map(|m| m.remove("service"));
+                }),
+            ),
+            (
+                "src_endpoint.ip",
+                Box::new(|v| v["src_endpoint"]["ip"] = json!("999.1.1.1")),
+            ),
+            (
+                "account_switch_type_id",
+                Box::new(|v| v["account_switch_type_id"] = json!(1)),
+            ),
             ("is_mfa", Box::new(|v| v["is_mfa"] = json!("yes"))),
         ];
         for (path, break_it) in cases {
@@ -726,6 +784,9 @@ mod tests {
         validate_ocsf_value(&base).expect("valid");
         let mut base_with_user = base.clone();
         base_with_user["user"] = json!({"name": "x"});
-        assert!(validate_ocsf_value(&base_with_user).is_err(), "not an attribute of the base event");
+        assert!(
+            validate_ocsf_value(&base_with_user).is_err(),
+            "not an attribute of the base event"
+        );
     }
 }

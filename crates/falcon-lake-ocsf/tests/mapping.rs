@@ -63,7 +63,10 @@ fn a_login_is_an_authentication_logon() {
     assert_eq!(o["time"], 1_700_000_001_000_i64, "seconds become milliseconds");
     assert_eq!(o["message"], "CrowdStrike Authentication userAuthenticate");
     assert_eq!(o["metadata"]["version"], "1.5.0");
-    assert_eq!(o["metadata"]["product"], json!({"name": "Falcon", "vendor_name": "CrowdStrike"}));
+    assert_eq!(
+        o["metadata"]["product"],
+        json!({"name": "Falcon", "vendor_name": "CrowdStrike"})
+    );
     assert_eq!(o["metadata"]["tenant_uid"], CID);
     assert_eq!(o["metadata"]["log_name"], "AuthActivityAuditEvent");
     assert_eq!(o["metadata"]["event_code"], "userAuthenticate");
@@ -83,7 +86,10 @@ fn a_login_is_an_authentication_logon() {
 #[test]
 fn mfa_and_saml_logons_say_so() {
     let mfa = emit(&auth("twoFactorAuthenticate", json!({})));
-    assert_eq!((mfa["class_uid"].clone(), mfa["is_mfa"].clone()), (json!(3002), json!(true)));
+    assert_eq!(
+        (mfa["class_uid"].clone(), mfa["is_mfa"].clone()),
+        (json!(3002), json!(true))
+    );
     let saml = emit(&auth("saml2Assert", json!({})));
     assert_eq!(saml["auth_protocol_id"], 5);
     assert_eq!(saml["auth_protocol"], "SAML");
@@ -91,7 +97,10 @@ fn mfa_and_saml_logons_say_so() {
 
 #[test]
 fn a_failure_is_status_2_with_the_reason() {
-    let o = emit(&auth("userAuthenticate", json!({"Success": false, "Message": "invalid password"})));
+    let o = emit(&auth(
+        "userAuthenticate",
+        json!({"Success": false, "Message": "invalid password"}),
+    ));
     assert_eq!(o["status_id"], 2);
     assert_eq!(o["status"], "Failure");
     assert_eq!(o["status_detail"], "invalid password");
@@ -126,7 +135,10 @@ fn account_changes_name_target_and_actor() {
         assert_eq!(o["actor"]["user"]["uid"], "uuid-alice");
     }
     let own = emit(&auth("changePassword", json!({"AuditKeyValues": []})));
-    assert_eq!(own["user"]["name"], "alice@example.com", "no target: the user changed their own");
+    assert_eq!(
+        own["user"]["name"], "alice@example.com",
+        "no target: the user changed their own"
+    );
 }
 
 #[test]
@@ -143,7 +155,11 @@ fn role_changes_list_the_privileges() {
     assert_eq!(emit(&auth("revokeUserRoles", json!({})))["activity_id"], 2);
     let update = emit(&auth("updateUserRoles", json!({})));
     assert_eq!(update["activity_id"], 99);
-    assert_eq!(update["privileges"], json!([]), "required, even when the event names none");
+    assert_eq!(
+        update["privileges"],
+        json!([]),
+        "required, even when the event names none"
+    );
     let subs = json!([{"Key": "subscriptions", "ValueString": "falcon_insight,falcon_prevent"}]);
     let o = emit(&auth("grantCustomerSubscriptions", json!({"AuditKeyValues": subs})));
     assert_eq!(o["privileges"], json!(["falcon_insight", "falcon_prevent"]));
@@ -156,8 +172,14 @@ fn api_clients_and_stream_sessions() {
         "CreateAPIClient",
         json!({"ServiceName": "Crowdstrike API Client", "AuditKeyValues": created}),
     ));
-    assert_eq!((o["class_uid"].clone(), o["activity_id"].clone()), (json!(6003), json!(1)));
-    assert_eq!(o["resources"], json!([{"uid": "client-1", "name": "SIEM", "type": "API Client"}]));
+    assert_eq!(
+        (o["class_uid"].clone(), o["activity_id"].clone()),
+        (json!(6003), json!(1))
+    );
+    assert_eq!(
+        o["resources"],
+        json!([{"uid": "client-1", "name": "SIEM", "type": "API Client"}])
+    );
     assert_eq!(o["api"]["operation"], "CreateAPIClient");
     assert_eq!(emit(&auth("DeleteAPIClients", json!({})))["activity_id"], 4);
     let stream = auth(
@@ -166,7 +188,10 @@ fn api_clients_and_stream_sessions() {
             "AuditKeyValues": [{"Key": "APIClientID", "ValueString": "APICLIENTID"}]}),
     );
     let o = emit_with(&mapper(&[("exclude_services", "")]), &stream).1;
-    assert_eq!((o["class_uid"].clone(), o["activity_id"].clone()), (json!(3002), json!(1)));
+    assert_eq!(
+        (o["class_uid"].clone(), o["activity_id"].clone()),
+        (json!(3002), json!(1))
+    );
     assert_eq!(o["user"]["uid"], "APICLIENTID");
     assert_eq!(o["user"]["type_id"], 99);
     assert_eq!(o["user"]["type"], "API Client");
@@ -181,7 +206,10 @@ fn api_clients_and_stream_sessions() {
 #[test]
 fn an_unknown_operation_is_kept_as_other() {
     let o = emit(&auth("someFutureOperation", json!({})));
-    assert_eq!((o["class_uid"].clone(), o["activity_id"].clone()), (json!(6003), json!(99)));
+    assert_eq!(
+        (o["class_uid"].clone(), o["activity_id"].clone()),
+        (json!(6003), json!(99))
+    );
     assert_eq!(o["activity_name"], "Other");
     assert_eq!(o["api"]["operation"], "someFutureOperation");
     let no_op = emit(&auth("", json!({})));
@@ -204,7 +232,11 @@ fn user_activity_is_api_activity_with_resources() {
     assert_eq!(o["api"]["operation"], "detection_update");
     assert_eq!(o["api"]["service"]["name"], "detections");
     assert_eq!(o["resources"], json!([{"uid": "ldt:abc:1", "type": "detection"}]));
-    assert_eq!(o["src_endpoint"], json!({"name": "unknown"}), "required, and UserIp is empty");
+    assert_eq!(
+        o["src_endpoint"],
+        json!({"name": "unknown"}),
+        "required, and UserIp is empty"
+    );
     assert_eq!(o["status_id"], 0, "user activity carries no Success");
     let mut system = event.clone();
     system["event"]["UserId"] = json!("Crowdstrike");
@@ -226,11 +258,17 @@ fn api_requests_carry_http_details() {
             "SourceIp": "198.51.100.20"}
     });
     assert!(
-        matches!(Mapper::default().map(&RecordContext::default(), event.to_string().as_bytes()), Outcome::Skip(Skip::NotSelected)),
+        matches!(
+            Mapper::default().map(&RecordContext::default(), event.to_string().as_bytes()),
+            Outcome::Skip(Skip::NotSelected)
+        ),
         "the API request log is opt-in"
     );
     let (_, o) = emit_with(&mapper(&[("event_types", "APIActivityAuditEvent")]), &event);
-    assert_eq!((o["class_uid"].clone(), o["activity_id"].clone()), (json!(6003), json!(2)));
+    assert_eq!(
+        (o["class_uid"].clone(), o["activity_id"].clone()),
+        (json!(6003), json!(2))
+    );
     assert_eq!(o["actor"]["app_uid"], "ccc");
     assert_eq!(o["actor"]["user"]["name"], "api.user@example.com");
     assert_eq!(o["api"]["operation"], "GET /devices/queries/devices/v1");
@@ -269,9 +307,15 @@ fn remote_response_sessions_are_remote_logons() {
             "UserName": "first.last@company.com", "StartTimestamp": 1_582_830_734, "AgentIdString": "agent-1"}
     });
     let (_, o) = emit_with(&Mapper::default(), &start);
-    assert_eq!((o["class_uid"].clone(), o["activity_id"].clone()), (json!(3002), json!(1)));
+    assert_eq!(
+        (o["class_uid"].clone(), o["activity_id"].clone()),
+        (json!(3002), json!(1))
+    );
     assert_eq!(o["user"]["name"], "first.last@company.com");
-    assert_eq!(o["dst_endpoint"], json!({"hostname": "hostnameofmachine", "uid": "agent-1"}));
+    assert_eq!(
+        o["dst_endpoint"],
+        json!({"hostname": "hostnameofmachine", "uid": "agent-1"})
+    );
     assert_eq!(o["session"]["uid"], "12345a1bc2d34fghi56jk7890lmno12p");
     assert_eq!(o["is_remote"], true);
     assert_eq!(o["logon_type_id"], 10);
@@ -294,9 +338,15 @@ fn remote_response_sessions_are_remote_logons() {
 fn other_types_are_base_events_with_their_raw_text() {
     let event = json!({"metadata": {"eventType": "EppDetectionSummaryEvent", "offset": 8}, "event": {"Name": "x"}});
     let o = emit(&event);
-    assert_eq!((o["class_uid"].clone(), o["activity_id"].clone(), o["type_uid"].clone()), (json!(0), json!(99), json!(99)));
+    assert_eq!(
+        (o["class_uid"].clone(), o["activity_id"].clone(), o["type_uid"].clone()),
+        (json!(0), json!(99), json!(99))
+    );
     assert_eq!(o["raw_data"], event.to_string());
-    assert_eq!(o["time"], 1_600_000_000_000_i64, "the record's timestamp when the event has none");
+    assert_eq!(
+        o["time"], 1_600_000_000_000_i64,
+        "the record's timestamp when the event has none"
+    );
     assert!(matches!(
         Mapper::default().map(&RecordContext::default(), event.to_string().as_bytes()),
         Outcome::Skip(Skip::NotSelected)
@@ -314,14 +364,20 @@ fn parameters_change_version_and_raw_data() {
 
 #[test]
 fn missing_fields_fall_back_without_breaking_the_class() {
-    let bare = json!({"metadata": {"eventType": "AuthActivityAuditEvent"}, "event": {"OperationName": "grantUserRoles"}});
+    let bare =
+        json!({"metadata": {"eventType": "AuthActivityAuditEvent"}, "event": {"OperationName": "grantUserRoles"}});
     let (uid, o) = emit_with(&Mapper::default(), &bare);
     assert!(uid.starts_with("nocid_c"), "{uid}");
     assert_eq!(o["user"]["name"], "unknown");
     assert_eq!(o["user"]["type_id"], 0);
     assert_eq!(o["privileges"], json!([]));
-    let login = json!({"metadata": {"eventType": "AuthActivityAuditEvent"}, "event": {"OperationName": "userAuthenticate"}});
-    assert_eq!(emit(&login)["service"]["name"], "Falcon", "service is needed when there is no dst_endpoint");
+    let login =
+        json!({"metadata": {"eventType": "AuthActivityAuditEvent"}, "event": {"OperationName": "userAuthenticate"}});
+    assert_eq!(
+        emit(&login)["service"]["name"],
+        "Falcon",
+        "service is needed when there is no dst_endpoint"
+    );
 }
 
 #[test]
@@ -329,7 +385,10 @@ fn huge_values_are_bounded() {
     let pairs: Value = (0..200)
         .map(|i| json!({"Key": format!("k{i}"), "ValueString": "v".repeat(2_000)}))
         .collect();
-    let event = auth("userAuthenticate", json!({"AuditKeyValues": pairs, "UserId": "x".repeat(10_000)}));
+    let event = auth(
+        "userAuthenticate",
+        json!({"AuditKeyValues": pairs, "UserId": "x".repeat(10_000)}),
+    );
     let (_, o) = emit_with(&mapper(&[("carry_raw", "true")]), &event);
     assert!(o["unmapped"]["audit_key_values_omitted_bytes"].as_u64().expect("size") > 128_000);
     assert_eq!(o["user"]["name"].as_str().map(str::len), Some(4_096));

@@ -16,7 +16,11 @@ fn every_type() -> Mapper {
 fn check(mapper: &Mapper, key: Option<&[u8]>, value: &[u8], timestamp_ms: i64) {
     let ctx = RecordContext { key, timestamp_ms };
     if let Outcome::Emit(record) = mapper.map(&ctx, value) {
-        assert!(falcon_lake_audit::id::is_valid_id(&record.id), "bad uid {:?}", record.id);
+        assert!(
+            falcon_lake_audit::id::is_valid_id(&record.id),
+            "bad uid {:?}",
+            record.id
+        );
         if let Err(v) = validate_ocsf(&record.event_data) {
             panic!("{v}: {}", record.event_data);
         }

@@ -17,7 +17,8 @@ static MAPPER: OnceLock<Mapper> = OnceLock::new();
 
 #[smartmodule(init)]
 fn init(params: SmartModuleExtraParams) -> Result<()> {
-    let parsed = MappingParams::from_map(&falcon_lake_glue::param_map(&params, &PARAM_NAMES)).map_err(|e| eyre!("{e}"))?;
+    let parsed =
+        MappingParams::from_map(&falcon_lake_glue::param_map(&params, &PARAM_NAMES)).map_err(|e| eyre!("{e}"))?;
     // A second init in the same instance keeps the first parameters; the engine
     // never does this, and failing here would only stop a healthy chain.
     let _ = MAPPER.set(Mapper::new(parsed));
@@ -50,7 +51,8 @@ mod tests {
         let mut given = BTreeMap::new();
         given.insert("typo".to_string(), "x".to_string());
         let params = SmartModuleExtraParams::from(given);
-        let err = MappingParams::from_map(&falcon_lake_glue::param_map(&params, &PARAM_NAMES)).expect_err("typo rejected");
+        let err =
+            MappingParams::from_map(&falcon_lake_glue::param_map(&params, &PARAM_NAMES)).expect_err("typo rejected");
         assert_eq!(err.name, "typo");
     }
 

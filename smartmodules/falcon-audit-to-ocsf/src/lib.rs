@@ -60,7 +60,10 @@ mod tests {
         assert_eq!(key.expect("key").as_ref(), b"abc_0_7");
         let text = std::str::from_utf8(value.as_ref()).expect("utf8");
         falcon_lake_ocsf::validate_ocsf(text).expect("valid OCSF");
-        assert!(text.contains(r#""class_uid":3002"#) && text.contains(r#""status_id":2"#), "{text}");
+        assert!(
+            text.contains(r#""class_uid":3002"#) && text.contains(r#""status_id":2"#),
+            "{text}"
+        );
         assert!(transform(Some(b"0_8"), b"not json", 0).is_none());
     }
 }

@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 
 use falcon_lake_audit::{AuditRecord, RecordContext};
-use falcon_lake_wire::{begin_output, decode_input, decode_records, encode_record, end_output, set_output_count, WireRecord};
+use falcon_lake_wire::{
+    begin_output, decode_input, decode_records, encode_record, end_output, set_output_count, WireRecord,
+};
 use fluvio_smartmodule::dataplane::core::{Decoder, Encoder};
 use fluvio_smartmodule::dataplane::smartmodule::{
     SmartModuleExtraParams, SmartModuleInput, SmartModuleOutput, SmartModuleTransformErrorStatus,

@@ -20,7 +20,10 @@ static FAULTS: OnceLock<Faults> = OnceLock::new();
 #[smartmodule(init)]
 fn init(params: SmartModuleExtraParams) -> Result<()> {
     let leak_bytes = match params.get("leak_bytes") {
-        Some(n) => n.trim().parse().map_err(|_| eyre!("parameter `leak_bytes`: {n:?} is not a number"))?,
+        Some(n) => n
+            .trim()
+            .parse()
+            .map_err(|_| eyre!("parameter `leak_bytes`: {n:?} is not a number"))?,
         None => 0,
     };
     let _ = FAULTS.set(Faults {

@@ -243,7 +243,9 @@ impl<'de: 'a, 'a> ObjectFields<'de> for EventBody<'a> {
 
 /// `AuditKeyValues` as pairs; an array that does not read gives none.
 fn key_values(raw: &str) -> Vec<Pair<'_>> {
-    serde_json::from_str::<KeyValues<'_>>(raw).map(|kv| kv.0).unwrap_or_default()
+    serde_json::from_str::<KeyValues<'_>>(raw)
+        .map(|kv| kv.0)
+        .unwrap_or_default()
 }
 
 /// Every field of an object, each value read as [`Text`]; a value that does not
@@ -463,4 +465,3 @@ impl<'de: 'a, 'a> Deserialize<'de> for KeyValues<'a> {
         d.deserialize_seq(V(std::marker::PhantomData))
     }
 }
-
