@@ -407,14 +407,16 @@ fn long_run(spec: ModuleSpec, records: &[(Vec<u8>, Vec<u8>)], memory_limit: usiz
     chain.stats()
 }
 
-/// The modules work in a small, steady amount of memory (4 MiB, where a
-/// module with the stock macro glue needs more per call): no call traps, so no
-/// batch is ever reprocessed and no instance restarted over the whole run.
+/// The modules work in a small, steady amount of memory: the glue reuses its
+/// output buffer, so a batch of 1,000 events needs its input, its output and
+/// the 1 MiB stack. Held to 16 MiB (the sink's default is 256 MiB), a leak of a
+/// few hundred bytes per record fills it within the run, and no call may trap:
+/// no batch is ever reprocessed and no instance restarted over the whole run.
 #[test]
 fn long_runs_do_not_grow_module_memory() {
     let records = corpus(1_000, Mix::Audit);
     for module in MODULES {
-        let stats = long_run(module.spec("wasm32-wasip1", &[]), &records, 4 * 1024 * 1024);
+        let stats = long_run(module.spec("wasm32-wasip1", &[]), &records, 16 * 1024 * 1024);
         assert!(stats.batches >= 30, "{module:?}: {stats:?}");
         assert_eq!(
             (
@@ -429,17 +431,18 @@ fn long_runs_do_not_grow_module_memory() {
     }
 }
 
-/// The long-run test can fail: a pass-through module that runs steadily in
-/// 16 MiB runs out of them after a few dozen batches once it leaks 512 bytes
-/// per record. The chain hides that from the output (each trapped batch is
-/// redone one record at a time by a fresh instance), but not from its counts.
+/// The long-run test can fail: at the chain's default memory limit, a
+/// pass-through module runs the whole way without a trap, and the same module
+/// leaking 16 KiB per record runs out of memory after a dozen batches. The
+/// chain hides that from the output (each trapped batch is redone one record
+/// at a time by a fresh instance), but not from its counts.
 #[test]
 fn the_long_run_test_sees_a_leaking_module() {
     let records = corpus(1_000, Mix::Audit);
-    let limit = 16 * 1024 * 1024;
+    let limit = falcon_lake::transform::chain::DEFAULT_MEMORY_LIMIT;
     let steady = long_run(test_faults(&[]), &records, limit);
     assert_eq!((steady.fallbacks, steady.traps), (0, 0), "{steady:?}");
-    let leaking = long_run(test_faults(&[("leak_bytes", "512")]), &records, limit);
+    let leaking = long_run(test_faults(&[("leak_bytes", "16384")]), &records, limit);
     assert!(
         leaking.traps > 0 && leaking.reinstantiations > 0 && leaking.fallbacks > 0,
         "{leaking:?}"
