@@ -665,3 +665,51 @@ fn sm_test_command_says_when_nothing_came_out() {
         "{stderr}"
     );
 }
+
+/// `demo --module ocsf` runs the OCSF module into the CloudWatch Logs emulator
+/// (the destination its format is for) and ends with the usual summary: every
+/// expected event delivered, none twice, none dead-lettered.
+#[test]
+fn demo_with_the_ocsf_module_delivers_everything() {
+    wasm_path("falcon-audit-to-ocsf", "falcon_audit_to_ocsf.wasm", "wasm32-wasip1");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_falcon-lake"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["demo", "--module", "ocsf", "--events", "600", "--timeout", "60s"])
+        .output()
+        .expect("demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("delivered to CloudWatch Logs:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(numbers.len() >= 4 && numbers[0] > 0, "{line}");
+    assert_eq!(
+        (numbers[0], numbers[3]),
+        (numbers[1], 0),
+        "all expected, none twice: {line}"
+    );
+    assert!(stdout.contains("dead-lettered:             0"), "{stdout}");
+}
+
+/// CloudTrail Lake takes only Open Audit Events: the demo refuses to send it
+/// OCSF instead of dead-lettering every event.
+#[test]
+fn demo_refuses_ocsf_into_cloudtrail_lake() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_falcon-lake"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["demo", "--module", "ocsf", "--sink", "cloudtrail"])
+        .output()
+        .expect("demo runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--sink cloudwatch"), "{stderr}");
+}
