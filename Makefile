@@ -6,6 +6,10 @@
 
 SM_DIR := smartmodules/falcon-audit-to-cloudtrail
 SM_WASM := $(SM_DIR)/target/wasm32-wasip1/release/falcon_audit_to_cloudtrail.wasm
+OCSF_DIR := smartmodules/falcon-audit-to-ocsf
+# The modules' shared glue: not a workspace of its own in the build, its tests
+# run inside the OCSF module's workspace (one target dir, no extra build).
+OCSF_TESTS := -p falcon-audit-to-ocsf -p falcon-lake-glue
 
 # Clippy as the compiler of the workspace's own crates in the test build: the
 # same lints as `cargo clippy --all-targets -- -D warnings`, without a second,
@@ -36,6 +40,7 @@ test: setup tools fmt deps-check
 	$(CLIPPY) cargo test --workspace --tests
 	sh deploy/systemd/verify.sh target/debug/falcon-lake
 	cd $(SM_DIR) && $(CLIPPY) cargo test
+	cd $(OCSF_DIR) && $(CLIPPY) cargo test $(OCSF_TESTS)
 
 build-test: wasm build-tests build-sm-tests lint-faults
 
@@ -45,6 +50,7 @@ build-tests:
 
 build-sm-tests:
 	+cd $(SM_DIR) && $(CLIPPY) cargo test --all-targets --no-run
+	+cd $(OCSF_DIR) && $(CLIPPY) cargo test --all-targets --no-run $(OCSF_TESTS)
 
 lint-faults:
 	+cd smartmodules/test-faults && cargo clippy -- -D warnings
@@ -55,15 +61,19 @@ setup:
 tools:
 	rustup component add rustfmt clippy
 
-## Builds the SmartModule for both targets (what smdk builds, and --nowasi).
+## Builds both SmartModules for both targets (what smdk builds, and --nowasi).
 wasm: setup
 	+cd $(SM_DIR) && cargo build --release --target wasm32-wasip1
 	+cd $(SM_DIR) && cargo build --release --target wasm32-unknown-unknown
+	+cd $(OCSF_DIR) && cargo build --release --target wasm32-wasip1
+	+cd $(OCSF_DIR) && cargo build --release --target wasm32-unknown-unknown
 	+cd smartmodules/test-faults && cargo build --release --target wasm32-wasip1
 
 fmt: tools
 	cargo fmt --all --check
 	cd $(SM_DIR) && cargo fmt --check
+	cd $(OCSF_DIR) && cargo fmt --check
+	cd smartmodules/glue && cargo fmt --check
 	cd smartmodules/test-faults && cargo fmt --check
 
 ## `cargo run` and `cargo test` must resolve the same features (else the tests
@@ -86,6 +96,7 @@ deps-check:
 lint: fmt
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd $(SM_DIR) && cargo clippy --all-targets -- -D warnings
+	cd $(OCSF_DIR) && cargo clippy --all-targets $(OCSF_TESTS) -- -D warnings
 	cd smartmodules/test-faults && cargo clippy -- -D warnings
 
 ## Benchmarks (release build); each prints its figures.

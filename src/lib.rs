@@ -26,3 +26,5 @@ pub mod transform;
 
 /// The shared, dependency-light contract: record keys, ids, mapping, schema.
 pub use falcon_lake_audit as audit;
+/// The OCSF mapping and its validator (the `falcon-audit-to-ocsf` module's).
+pub use falcon_lake_ocsf as ocsf;

@@ -61,9 +61,9 @@ pub struct DemoArgs {
     /// Falcon partitions.
     #[arg(long, default_value_t = 2)]
     pub partitions: u32,
-    /// Where to deliver.
-    #[arg(long, value_enum, default_value_t = DemoSink::Cloudtrail)]
-    pub sink: DemoSink,
+    /// Where to deliver (default: CloudWatch Logs with `--module ocsf`, else CloudTrail Lake).
+    #[arg(long, value_enum)]
+    pub sink: Option<DemoSink>,
     /// Which bundled SmartModule to run (`--wasm` overrides it).
     #[arg(long, value_enum, default_value_t = DemoModule::Cloudtrail)]
     pub module: DemoModule,
@@ -147,8 +147,25 @@ fn uid_of(message: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The destination: the one asked for, else the one the module's format is for.
+/// CloudTrail Lake accepts only Open Audit Events, so it would dead-letter
+/// every event of the bundled OCSF module: refused up front.
+fn sink_of(args: &DemoArgs) -> Result<DemoSink> {
+    let bundled_ocsf = args.wasm.is_none() && args.module == DemoModule::Ocsf;
+    match args.sink {
+        Some(DemoSink::Cloudtrail) if bundled_ocsf => anyhow::bail!(
+            "--module ocsf emits OCSF, which CloudTrail Lake rejects (it takes Open Audit Events): \
+             use --sink cloudwatch, or --module cloudtrail"
+        ),
+        Some(sink) => Ok(sink),
+        None if bundled_ocsf => Ok(DemoSink::Cloudwatch),
+        None => Ok(DemoSink::Cloudtrail),
+    }
+}
+
 /// Runs the demo and prints the summary.
 pub async fn run(args: DemoArgs) -> Result<()> {
+    let sink = sink_of(&args)?;
     let module = args.wasm.clone().unwrap_or_else(|| {
         PathBuf::from(match args.module {
             DemoModule::Cloudtrail => DEFAULT_WASM,
@@ -174,7 +191,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     falcon.keepalive = Duration::from_secs(1);
     falcon.base_time = recent_base_time(args.events);
     let falcon = FalconEmulator::start(falcon).await?;
-    let mut destination = start_destination(args.sink, &access_key, &aws_secret).await?;
+    let mut destination = start_destination(sink, &access_key, &aws_secret).await?;
     println!("falcon emulator:     {}", falcon.url());
     println!("{} emulator: {}", destination.name().to_lowercase(), destination.url());
 
@@ -185,7 +202,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         &client_secret,
         falcon.url(),
         destination.url(),
-        args.sink,
+        sink,
         &wasm,
         &db,
     )?;

@@ -46,7 +46,8 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?} is not key=value"))
 }
 
-/// Runs `sm test`; returns the number of records the module failed on.
+/// Runs `sm test`; returns the number of records the module failed on. Says
+/// on stderr how many records went in and came out.
 pub fn run(command: SmCommand) -> Result<usize> {
     let SmCommand::Test(args) = command;
     let wasm = std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
@@ -65,7 +66,7 @@ pub fn run(command: SmCommand) -> Result<usize> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut lines: Vec<(usize, Vec<u8>)> = Vec::with_capacity(BATCH);
-    let mut failures = 0;
+    let mut counts = Counts::default();
     for (number, line) in stdin.lock().split(b'\n').enumerate() {
         let line = line.context("reading stdin")?;
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -73,13 +74,42 @@ pub fn run(command: SmCommand) -> Result<usize> {
         }
         lines.push((number + 1, line));
         if lines.len() == BATCH {
-            failures += run_batch(&mut chain, &args, &lines, &mut out)?;
+            counts.add(run_batch(&mut chain, &args, &lines, &mut out)?);
             lines.clear();
         }
     }
-    failures += run_batch(&mut chain, &args, &lines, &mut out)?;
+    counts.add(run_batch(&mut chain, &args, &lines, &mut out)?);
     out.flush().context("writing stdout")?;
-    Ok(failures)
+    // On stderr, so that stdout stays the module's output: an input the module
+    // filters entirely is then not met with silence.
+    eprintln!("{}", counts.summary());
+    Ok(counts.failed)
+}
+
+/// Records in and out of the module.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    read: usize,
+    emitted: usize,
+    failed: usize,
+}
+
+impl Counts {
+    fn add(&mut self, other: Counts) {
+        self.read += other.read;
+        self.emitted += other.emitted;
+        self.failed += other.failed;
+    }
+
+    fn summary(&self) -> String {
+        let mut line = format!("{} records in, {} out, {} failed", self.read, self.emitted, self.failed);
+        if self.read == 0 {
+            line.push_str(" (stdin held no records)");
+        } else if self.emitted == 0 && self.failed == 0 {
+            line.push_str(" (the module kept none of them: check its parameters, e.g. event_types)");
+        }
+        line
+    }
 }
 
 fn run_batch(
@@ -87,7 +117,7 @@ fn run_batch(
     args: &SmTest,
     lines: &[(usize, Vec<u8>)],
     out: &mut impl Write,
-) -> Result<usize> {
+) -> Result<Counts> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -122,5 +152,9 @@ fn run_batch(
     for failure in &output.failures {
         eprintln!("line {}: {}", lines[failure.index].0, failure.reason);
     }
-    Ok(output.failures.len())
+    Ok(Counts {
+        read: lines.len(),
+        emitted: output.outputs.len(),
+        failed: output.failures.len(),
+    })
 }

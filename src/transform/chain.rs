@@ -61,12 +61,32 @@ pub struct ChainOutput {
     pub failures: Vec<RecordFailure>,
 }
 
+/// What a chain has done since it was built: a healthy module is called once
+/// per batch, so anything in the last four counters means records failed,
+/// a module trapped (out of memory, a panic) or was started afresh.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ChainStats {
+    /// Batches processed.
+    pub batches: u64,
+    /// Records processed.
+    pub records: u64,
+    /// Batches processed again one record at a time, after a module error or trap.
+    pub fallbacks: u64,
+    /// Module instances started afresh after a trap.
+    pub reinstantiations: u64,
+    /// Engine calls that trapped (a batch's, then each trapping record's).
+    pub traps: u64,
+    /// Engine calls in which a module returned an error.
+    pub module_errors: u64,
+}
+
 /// A chain of SmartModules ready to process batches.
 pub struct TransformChain {
     engine: SmartEngine,
     modules: Vec<ModuleSpec>,
     memory_limit: usize,
     instance: SmartModuleChainInstance,
+    stats: ChainStats,
 }
 
 impl std::fmt::Debug for TransformChain {
@@ -92,7 +112,13 @@ impl TransformChain {
             modules,
             memory_limit,
             instance,
+            stats: ChainStats::default(),
         })
+    }
+
+    /// What the chain has done since it was built.
+    pub fn stats(&self) -> ChainStats {
+        self.stats
     }
 
     /// The modules' names (`uses`), in order.
@@ -117,6 +143,8 @@ impl TransformChain {
         if records.is_empty() {
             return Ok(ChainOutput::default());
         }
+        self.stats.batches += 1;
+        self.stats.records += records.len() as u64;
         // An error names its record only by its offset inside the module that
         // failed, which modules earlier in the chain may have changed; one record
         // at a time gives exact attribution, and errors are rare.
@@ -125,13 +153,26 @@ impl TransformChain {
                 outputs,
                 failures: Vec::new(),
             }),
-            Ok(Err(_)) => self.process_one_by_one(records),
+            Ok(Err(_)) => {
+                self.stats.module_errors += 1;
+                self.stats.fallbacks += 1;
+                self.process_one_by_one(records)
+            }
             Err(_) => {
-                self.instance = instantiate(&self.engine, &self.modules, self.memory_limit)
-                    .context("re-instantiating after a trap")?;
+                self.stats.traps += 1;
+                self.stats.fallbacks += 1;
+                self.reinstantiate()?;
                 self.process_one_by_one(records)
             }
         }
+    }
+
+    /// A trapped instance may be left inconsistent: start afresh.
+    fn reinstantiate(&mut self) -> Result<()> {
+        self.instance =
+            instantiate(&self.engine, &self.modules, self.memory_limit).context("re-instantiating after a trap")?;
+        self.stats.reinstantiations += 1;
+        Ok(())
     }
 
     fn process_one_by_one(&mut self, records: &[InputRecord<'_>]) -> Result<ChainOutput> {
@@ -142,15 +183,17 @@ impl TransformChain {
                     source_hint: Some(index),
                     ..o
                 })),
-                Ok(Err(reason)) => out.failures.push(RecordFailure { index, reason }),
+                Ok(Err(reason)) => {
+                    self.stats.module_errors += 1;
+                    out.failures.push(RecordFailure { index, reason });
+                }
                 Err(trap) => {
+                    self.stats.traps += 1;
                     out.failures.push(RecordFailure {
                         index,
                         reason: format!("the SmartModule trapped: {trap:#}"),
                     });
-                    // A trapped instance may be left inconsistent: start afresh.
-                    self.instance = instantiate(&self.engine, &self.modules, self.memory_limit)
-                        .context("re-instantiating after a trap")?;
+                    self.reinstantiate()?;
                 }
             }
         }
@@ -182,11 +225,11 @@ impl TransformChain {
                 let hint = usize::try_from(record.preamble.offset_delta())
                     .ok()
                     .filter(|i| *i < records.len());
-                let key = record.key.map(|k| k.as_ref().to_vec());
+                // The engine decodes each value into a buffer of its own; take it, do not copy it.
                 OutputRecord {
                     source_hint: hint,
-                    key,
-                    value: record.value.as_ref().to_vec(),
+                    key: record.key.map(|k| k.into_vec()),
+                    value: record.value.into_vec(),
                 }
             })
             .collect();

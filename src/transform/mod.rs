@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use fluvio_smartengine::transformation::TransformationStep;
 use fluvio_smartengine::SmartEngine;
 
-pub use chain::{ChainOutput, InputRecord, ModuleSpec, OutputRecord, RecordFailure, TransformChain};
+pub use chain::{ChainOutput, ChainStats, InputRecord, ModuleSpec, OutputRecord, RecordFailure, TransformChain};
 
 /// Somewhere SmartModules registered by name can be fetched from (a Fluvio cluster).
 pub trait ModuleRegistry: Send + Sync {

@@ -4,6 +4,8 @@
 //! partitions and offsets, and come out the same on every replay, so it is a pure
 //! function of what identifies the event in Falcon.
 
+use crate::json::push_decimal;
+
 /// Longest customer ID used verbatim; anything longer or oddly spelled is hashed.
 const MAX_VERBATIM_CID: usize = 64;
 
@@ -41,7 +43,32 @@ pub fn fig_event_id(partition: u32, offset: u64) -> String {
 /// Appends [`fig_event_id`] to `out`.
 pub fn write_fig_event_id(out: &mut String, partition: u32, offset: u64) {
     use std::fmt::Write as _;
-    let _ = write!(out, "{partition}_{offset}");
+    push_decimal(out, i64::from(partition));
+    out.push('_');
+    match i64::try_from(offset) {
+        Ok(offset) => push_decimal(out, offset),
+        Err(_) => {
+            let _ = write!(out, "{offset}");
+        }
+    }
+}
+
+/// Appends the id of an event: `<cid>_<partition>_<offset>` when `qualified`,
+/// else the gateway's `<partition>_<offset>`; [`content_id`] (with the CID)
+/// when the partition or the offset is unknown. Both mappings key by it.
+pub fn write_event_id(
+    out: &mut String,
+    qualified: bool,
+    cid: Option<&str>,
+    partition: Option<u32>,
+    offset: Option<u64>,
+    raw: &[u8],
+) {
+    match (partition, offset) {
+        (Some(p), Some(o)) if qualified => write_audit_event_id(out, cid, p, o),
+        (Some(p), Some(o)) => write_fig_event_id(out, p, o),
+        _ => out.push_str(&content_id(cid, raw)),
+    }
 }
 
 /// Id for input that lacks an offset or a partition: a hash of its bytes, so a
@@ -102,6 +129,19 @@ mod tests {
         let long = "x".repeat(500);
         let id = audit_event_id(Some(&long), u32::MAX, u64::MAX);
         assert!(is_valid_id(&id), "{id}");
+    }
+
+    #[test]
+    fn event_ids_fall_back_to_the_content() {
+        let mut id = String::new();
+        write_event_id(&mut id, true, Some("abc"), Some(1), Some(2), b"x");
+        assert_eq!(id, "abc_1_2");
+        id.clear();
+        write_event_id(&mut id, false, Some("abc"), Some(1), Some(2), b"x");
+        assert_eq!(id, "1_2");
+        id.clear();
+        write_event_id(&mut id, false, Some("abc"), None, Some(2), b"x");
+        assert_eq!(id, content_id(Some("abc"), b"x"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! A minimal JSON object writer: the mapping builds `eventData` directly as text
-//! in one buffer, nested objects included, so that already-valid JSON (the raw
-//! event, `Attributes`) is spliced in verbatim instead of being parsed and
-//! re-serialised, and nothing is copied twice.
+//! A minimal JSON object writer: the mappings build their output directly as
+//! text in one buffer, nested objects and arrays included, so that already-valid
+//! JSON (the raw event, `Attributes`) is spliced in verbatim instead of being
+//! parsed and re-serialised, and nothing is copied twice.
 
 /// Deepest nesting an [`ObjectWriter`] tracks (well beyond what the mapping uses).
 const MAX_DEPTH: u32 = 63;
@@ -10,10 +10,12 @@ const MAX_DEPTH: u32 = 63;
 #[derive(Debug)]
 pub struct ObjectWriter {
     buf: String,
-    /// Open objects, the outermost included.
+    /// Open containers, the outermost object included.
     depth: u32,
-    /// Bit `d` is set while the object at depth `d` has no field yet.
+    /// Bit `d` is set while the container at depth `d` has no member yet.
     empty: u64,
+    /// Bit `d` is set when the container at depth `d` is an array.
+    arrays: u64,
 }
 
 /// A position to roll an [`ObjectWriter`] back to.
@@ -22,6 +24,7 @@ pub struct Mark {
     len: usize,
     depth: u32,
     empty: u64,
+    arrays: u64,
 }
 
 impl Default for ObjectWriter {
@@ -44,6 +47,7 @@ impl ObjectWriter {
             buf,
             depth: 1,
             empty: 1,
+            arrays: 0,
         }
     }
 
@@ -56,6 +60,7 @@ impl ObjectWriter {
             buf,
             depth: 1,
             empty: 1,
+            arrays: 0,
         }
     }
 
@@ -73,14 +78,33 @@ impl ObjectWriter {
         self.buf.len() + self.depth as usize
     }
 
+    fn in_array(&self) -> bool {
+        self.arrays & self.top() != 0
+    }
+
+    /// Starts a member of the innermost container: a separator, and the key
+    /// unless the container is an array.
     fn key(&mut self, key: &str) {
         if self.is_empty() {
             self.empty &= !self.top();
         } else {
             self.buf.push(',');
         }
-        write_string(&mut self.buf, key);
-        self.buf.push(':');
+        if !self.in_array() {
+            write_string(&mut self.buf, key);
+            self.buf.push(':');
+        }
+    }
+
+    /// Writes a string field made of `parts`, without joining them first.
+    pub fn string_concat(&mut self, key: &str, parts: &[&str]) -> &mut Self {
+        self.key(key);
+        self.buf.push('"');
+        for part in parts {
+            write_string_content(&mut self.buf, part);
+        }
+        self.buf.push('"');
+        self
     }
 
     /// Writes a string field.
@@ -101,11 +125,23 @@ impl ObjectWriter {
     pub fn int(&mut self, key: &str, value: i128) -> &mut Self {
         use std::fmt::Write as _;
         self.key(key);
-        // i64 formats faster than i128, and every value the mapping writes fits.
-        let _ = match i64::try_from(value) {
-            Ok(small) => write!(self.buf, "{small}"),
-            Err(_) => write!(self.buf, "{value}"),
-        };
+        // Every value the mappings write fits an i64, which is written without
+        // the formatting machinery (a few per event, so it shows).
+        match i64::try_from(value) {
+            Ok(small) => push_decimal(&mut self.buf, small),
+            Err(_) => {
+                let _ = write!(self.buf, "{value}");
+            }
+        }
+        self
+    }
+
+    /// Writes an integer as a string field (`"123"`).
+    pub fn int_string(&mut self, key: &str, value: i64) -> &mut Self {
+        self.key(key);
+        self.buf.push('"');
+        push_decimal(&mut self.buf, value);
+        self.buf.push('"');
         self
     }
 
@@ -122,25 +158,43 @@ impl ObjectWriter {
         self.raw(key, &text)
     }
 
-    /// Opens a nested object field; close it with [`ObjectWriter::end`].
-    /// Nesting deeper than 63 objects is written flat into the innermost one.
+    /// Opens a nested object field (in an array, `key` is ignored); close it
+    /// with [`ObjectWriter::end`]. Nesting deeper than 63 containers is written
+    /// flat into the innermost one.
     pub fn begin(&mut self, key: &str) -> &mut Self {
+        self.open(key, false)
+    }
+
+    /// Opens an array field; its members are written with `key` ignored (`""`
+    /// reads best); close it with [`ObjectWriter::end`].
+    pub fn begin_array(&mut self, key: &str) -> &mut Self {
+        self.open(key, true)
+    }
+
+    fn open(&mut self, key: &str, array: bool) -> &mut Self {
         if self.depth >= MAX_DEPTH {
             return self;
         }
         self.key(key);
-        self.buf.push('{');
+        self.buf.push(if array { '[' } else { '{' });
         self.depth += 1;
         self.empty |= self.top();
+        if array {
+            self.arrays |= self.top();
+        } else {
+            self.arrays &= !self.top();
+        }
         self
     }
 
-    /// Closes the innermost nested object.
+    /// Closes the innermost nested object or array.
     pub fn end(&mut self) -> &mut Self {
         if self.depth > 1 {
+            let close = if self.in_array() { ']' } else { '}' };
             self.empty &= !self.top();
+            self.arrays &= !self.top();
             self.depth -= 1;
-            self.buf.push('}');
+            self.buf.push(close);
         }
         self
     }
@@ -151,6 +205,7 @@ impl ObjectWriter {
             len: self.buf.len(),
             depth: self.depth,
             empty: self.empty,
+            arrays: self.arrays,
         }
     }
 
@@ -159,6 +214,7 @@ impl ObjectWriter {
         self.buf.truncate(mark.len);
         self.depth = mark.depth;
         self.empty = mark.empty;
+        self.arrays = mark.arrays;
     }
 
     /// Bytes written since `mark`.
@@ -166,12 +222,34 @@ impl ObjectWriter {
         self.buf.len() - mark.len
     }
 
-    /// Closes every open object and returns the text.
+    /// Closes every open container and returns the text.
     pub fn finish(mut self) -> String {
-        for _ in 0..self.depth {
-            self.buf.push('}');
+        while self.depth > 1 {
+            self.end();
         }
+        self.buf.push('}');
         self.buf
+    }
+}
+
+/// Appends `value` in decimal.
+pub fn push_decimal(out: &mut String, value: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = value.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push('-');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
     }
 }
 
@@ -192,7 +270,7 @@ fn word_needs_escape(word: u64) -> bool {
 }
 
 /// Position of the first byte of `bytes[from..]` that needs escaping, eight at a time.
-fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
     while at + 8 <= bytes.len() {
         let mut chunk = [0u8; 8];
@@ -209,6 +287,12 @@ fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
 pub fn write_string(out: &mut String, value: &str) {
     out.reserve(value.len() + 2);
     out.push('"');
+    write_string_content(out, value);
+    out.push('"');
+}
+
+/// Appends `value` escaped for the inside of a JSON string literal.
+fn write_string_content(out: &mut String, value: &str) {
     let bytes = value.as_bytes();
     let mut start = 0;
     while let Some(at) = next_escape(bytes, start) {
@@ -224,7 +308,6 @@ pub fn write_string(out: &mut String, value: &str) {
         start = at + 1;
     }
     out.push_str(&value[start..]);
-    out.push('"');
 }
 
 /// Length of `value` once written by [`write_string`].
@@ -308,6 +391,41 @@ mod tests {
         assert_eq!(v["e"]["f"], "g");
         assert_eq!(v["e"]["h"], serde_json::json!({}));
         assert_eq!(ObjectWriter::new().finish(), "{}");
+    }
+
+    #[test]
+    fn writes_arrays_and_concatenations() {
+        let mut w = ObjectWriter::new();
+        w.begin_array("a").string("", "x").int("", 2);
+        w.begin("").string("k", "v").end();
+        w.begin_array("").end().end();
+        w.begin_array("empty").end();
+        w.string_concat("c", &["GET", " ", "/a\"b"]);
+        let mark = w.mark();
+        w.begin_array("rolled").string("", "y");
+        w.rollback(mark);
+        w.begin_array("open").string("", "z");
+        let len = w.len();
+        let text = w.finish();
+        assert_eq!(text.len(), len);
+        assert_eq!(
+            text,
+            r#"{"a":["x",2,{"k":"v"},[]],"empty":[],"c":"GET /a\"b","open":["z"]}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).expect("valid json");
+        assert_eq!(v["c"], "GET /a\"b");
+    }
+
+    #[test]
+    fn writes_integers_like_display() {
+        for n in [0, 7, -7, 10, 1_700_000_000_123, i64::MAX, i64::MIN] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+        let mut w = ObjectWriter::new();
+        w.int("big", i128::MAX);
+        assert_eq!(w.finish(), format!("{{\"big\":{}}}", i128::MAX));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`id`]: deterministic `AuditEvent.id` values;
 //! - [`mapping`]: Falcon audit event → CloudTrail Open Audit Event;
 //! - [`params`]: the mapping's parameters (a transform's `with:`);
+//! - [`select`]: the pre-filter and the selection of events, shared with the OCSF mapping;
 //! - [`schema`]: the Open Audit Events validator and limits.
 
 pub mod event;
@@ -14,6 +15,7 @@ pub mod key;
 pub mod mapping;
 pub mod params;
 pub mod schema;
+pub mod select;
 pub mod time;
 
 pub use key::SourceKey;

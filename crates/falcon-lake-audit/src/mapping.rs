@@ -6,13 +6,12 @@
 
 use std::borrow::Cow;
 
-use crate::event::object_field_text;
 use crate::event::{EventBody, FalconEvent};
-use crate::id::{content_id, write_audit_event_id, write_fig_event_id};
+use crate::id::write_event_id;
 use crate::json::{escaped_len, truncate_escaped, truncate_to, Mark, ObjectWriter};
-use crate::key::SourceKey;
-use crate::params::{MappingParams, Profile};
+use crate::params::{MappingParams, Profile, API_ACTIVITY_EVENT_TYPE};
 use crate::schema::limits;
+use crate::select::Selector;
 use crate::time::{epoch_seconds_from_any_unit, EventTime};
 
 /// `version` used when the event carries none (old events lack `metadata.version`).
@@ -75,21 +74,14 @@ pub fn map_record(params: &MappingParams, ctx: &RecordContext<'_>, value: &[u8])
 #[derive(Debug, Clone)]
 pub struct Mapper {
     params: MappingParams,
-    key_finder: memchr::memmem::Finder<'static>,
-    escape_finder: memchr::memmem::Finder<'static>,
+    selector: Selector,
 }
-
-/// The `eventType` key as it appears in raw text.
-const EVENT_TYPE_KEY: &[u8] = b"\"eventType\"";
 
 impl Mapper {
     /// A mapper for `params`.
     pub fn new(params: MappingParams) -> Self {
-        Self {
-            params,
-            key_finder: memchr::memmem::Finder::new(EVENT_TYPE_KEY).into_owned(),
-            escape_finder: memchr::memmem::Finder::new(b"\\u").into_owned(),
-        }
+        let selector = params.selector();
+        Self { params, selector }
     }
 
     /// The parameters.
@@ -110,80 +102,24 @@ impl Mapper {
     /// stream allocates nothing per event for the output. On `Err`, `out`
     /// holds nothing meaningful.
     pub fn map_into(&self, ctx: &RecordContext<'_>, value: &[u8], out: &mut AuditRecord) -> Result<(), Skip> {
-        if !self.may_be_selected(value) {
-            return Err(Skip::NotSelected);
-        }
         let params = &self.params;
-        let text = match std::str::from_utf8(value) {
-            Ok(text) => Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(value),
-        };
-        let raw = text.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\r' | '\n'));
-        let event = FalconEvent::parse(raw).ok_or(Skip::NotJsonObject)?;
-        let event_type = event.metadata.event_type.as_deref().ok_or(Skip::NotFalconEvent)?;
-        if !params.passes(event_type, event.event.service_name.as_deref()) {
-            return Err(Skip::NotSelected);
-        }
-        let partition = ctx.key.and_then(|k| SourceKey::decode(k).ok()).map(|k| k.partition);
-        let facts = Facts {
-            event: &event,
-            event_type,
-            partition,
-            raw,
-            ctx,
-        };
-        out.id.clear();
-        facts.write_id(params.profile, &mut out.id);
-        let w = ObjectWriter::reusing(std::mem::take(&mut out.event_data), raw.len() * 2 + 512);
-        out.event_data = match params.profile {
-            Profile::Default => default_event_data(w, params, &facts, &out.id),
-            Profile::Fig => fig_event_data(w, params, &facts, &out.id),
-        };
-        Ok(())
+        self.selector.select(ctx, value, |selected| {
+            let facts = Facts {
+                event: selected.event,
+                event_type: selected.event_type,
+                partition: selected.partition,
+                raw: selected.raw,
+                ctx,
+            };
+            out.id.clear();
+            facts.write_id(params.profile, &mut out.id);
+            let w = ObjectWriter::reusing(std::mem::take(&mut out.event_data), facts.raw.len() * 2 + 512);
+            out.event_data = match params.profile {
+                Profile::Default => default_event_data(w, params, &facts, &out.id),
+                Profile::Fig => fig_event_data(w, params, &facts, &out.id),
+            };
+        })
     }
-
-    /// A cheap, conservative pre-filter: reads the value of every `"eventType"`
-    /// key in the text (in one scan) and passes the event if one is a selected
-    /// type, or holds an escape, or if the text escapes anything with `\\u`
-    /// (the key itself may be spelled that way). Most of a tenant's events are
-    /// detections and API logs; this skips them without parsing.
-    fn may_be_selected(&self, value: &[u8]) -> bool {
-        let Some(types) = &self.params.event_types else {
-            return true;
-        };
-        for at in self.key_finder.find_iter(value) {
-            match string_after_key(&value[at + EVENT_TYPE_KEY.len()..]) {
-                Some(Ok(found)) if types.iter().any(|t| t.as_bytes() == found) => return true,
-                Some(Err(Escaped)) => return true,
-                _ => {}
-            }
-        }
-        self.escape_finder.find(value).is_some()
-    }
-}
-
-/// A JSON string that holds an escape: only a parser can tell what it says.
-struct Escaped;
-
-/// The string value after an object key (`: "…"`, whitespace allowed), as raw
-/// bytes; `None` when something else follows.
-fn string_after_key(rest: &[u8]) -> Option<Result<&[u8], Escaped>> {
-    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
-    let mut at = rest.iter().position(|b| !is_space(b))?;
-    if rest[at] != b':' {
-        return None;
-    }
-    at += 1 + rest[at + 1..].iter().position(|b| !is_space(b))?;
-    if rest[at] != b'"' {
-        return None;
-    }
-    let text = &rest[at + 1..];
-    let end = memchr::memchr2(b'"', b'\\', text)?;
-    Some(if text[end] == b'"' {
-        Ok(&text[..end])
-    } else {
-        Err(Escaped)
-    })
 }
 
 /// Everything known about one selected event.
@@ -205,11 +141,15 @@ impl Facts<'_, '_> {
     }
 
     fn write_id(&self, profile: Profile, out: &mut String) {
-        match (self.partition, self.event.metadata.offset, profile) {
-            (Some(p), Some(o), Profile::Fig) => write_fig_event_id(out, p, o),
-            (Some(p), Some(o), Profile::Default) => write_audit_event_id(out, self.cid(), p, o),
-            _ => out.push_str(&content_id(self.cid(), self.raw.as_bytes())),
-        }
+        let qualified = profile == Profile::Default;
+        write_event_id(
+            out,
+            qualified,
+            self.cid(),
+            self.partition,
+            self.event.metadata.offset,
+            self.raw.as_bytes(),
+        );
     }
 
     fn version(&self) -> &str {
@@ -227,8 +167,43 @@ impl Facts<'_, '_> {
         truncate_to(op.unwrap_or(self.event_type), limits::EVENT_NAME)
     }
 
+    /// Who acted, and what kind of identity that is (default profile): `UserId`,
+    /// else a Real Time Response session's `UserName`, else an API request's
+    /// `Attributes.APIClientID`.
+    fn actor(&self) -> (&str, &'static str) {
+        let body = self.body();
+        let (principal, kind) = if let Some(user) = non_blank(body.user_id.as_deref()) {
+            (user, identity_type(Some(user)))
+        } else if let Some(user) = non_blank(body.user_name.as_deref()) {
+            (user, "User")
+        } else if let Some(client) = non_blank(body.attribute("APIClientID")) {
+            (client, "APIClient")
+        } else {
+            ("unknown", "Unknown")
+        };
+        (truncate_to(principal, limits::PRINCIPAL_ID), kind)
+    }
+
+    /// `eventName` of the default profile: an API request is named by its
+    /// method and path (its `OperationName` is always `logged`).
+    fn default_event_name(&self) -> Cow<'_, str> {
+        let body = self.body();
+        if self.event_type == API_ACTIVITY_EVENT_TYPE {
+            if let (Some(method), Some(path)) = (body.attribute("request_method"), body.attribute("request_path")) {
+                let name = format!("{} {}", method.trim(), path.trim());
+                return Cow::Owned(truncate_to(&name, limits::EVENT_NAME).to_string());
+            }
+        }
+        Cow::Borrowed(self.event_name())
+    }
+
+    /// `sourceIPAddress` of the default profile: `UserIp`, else an API request's `SourceIp`.
+    fn default_source_ip(&self) -> Option<&str> {
+        valid_ip(self.body().user_ip.as_deref()).or_else(|| valid_ip(self.body().source_ip.as_deref()))
+    }
+
     /// Picks the first usable timestamp among `candidates`, then the record's.
-    fn event_time(&self, candidates: [(&'static str, Option<i64>); 2]) -> (EventTime, &'static str) {
+    fn event_time<const N: usize>(&self, candidates: [(&'static str, Option<i64>); N]) -> (EventTime, &'static str) {
         let found = candidates
             .into_iter()
             .find_map(|(name, v)| v.and_then(epoch_seconds_from_any_unit).map(|s| (s, name)));
@@ -245,22 +220,32 @@ impl Facts<'_, '_> {
     }
 }
 
+fn non_blank(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+fn valid_ip(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+}
+
 fn default_event_data(mut w: ObjectWriter, params: &MappingParams, f: &Facts<'_, '_>, id: &str) -> String {
     let body = f.body();
     let (event_time, time_source) = f.event_time([
         ("UTCTimestamp", body.utc_timestamp),
+        ("StartTimestamp", body.start_timestamp),
+        ("EndTimestamp", body.end_timestamp),
         ("eventCreationTime", f.event.metadata.event_creation_time),
     ]);
     w.string("version", f.version());
     write_default_identity(&mut w, f);
-    if let Some(agent) = body.attributes.and_then(|a| object_field_text(a, "user_agent")) {
+    if let Some(agent) = body.attribute("user_agent") {
         let agent = agent.trim();
         if !agent.is_empty() {
             w.string("userAgent", truncate_to(agent, limits::USER_AGENT));
         }
     }
     w.string("eventSource", &params.event_source);
-    w.string("eventName", f.event_name());
+    w.string("eventName", &f.default_event_name());
     w.string("eventTime", event_time.as_str());
     w.string("UID", id);
     write_request_parameters(&mut w, body);
@@ -271,7 +256,7 @@ fn default_event_data(mut w: ObjectWriter, params: &MappingParams, f: &Facts<'_,
         w.string("errorCode", "OperationFailed");
         w.string("errorMessage", &failure_message(f));
     }
-    if let Some(ip) = f.source_ip() {
+    if let Some(ip) = f.default_source_ip() {
         w.string("sourceIPAddress", ip);
     }
     if let Some(account) = &params.recipient_account_id {
@@ -292,8 +277,14 @@ fn default_event_data(mut w: ObjectWriter, params: &MappingParams, f: &Facts<'_,
     if let Some(created) = f.event.metadata.event_creation_time {
         w.int("eventCreationTime", i128::from(created));
     }
-    if let Some(utc) = body.utc_timestamp {
-        w.int("utcTimestamp", i128::from(utc));
+    for (name, value) in [
+        ("utcTimestamp", body.utc_timestamp),
+        ("startTimestamp", body.start_timestamp),
+        ("endTimestamp", body.end_timestamp),
+    ] {
+        if let Some(value) = value {
+            w.int(name, i128::from(value));
+        }
     }
     w.string("eventTimeSource", time_source);
     write_raw(&mut w, &inside, params.carry_raw, f.raw);
@@ -313,8 +304,8 @@ fn fig_event_data(mut w: ObjectWriter, params: &MappingParams, f: &Facts<'_, '_>
     w.string("principalId", f.principal());
     w.begin("details");
     match body.audit_key_values {
-        Some(list) if list.get().len() <= OBJECT_BUDGET => w.raw("AuditKeyValues", list.get()),
-        Some(list) => w.string("AuditKeyValues", &format!("omitted: {} bytes", list.get().len())),
+        Some(list) if list.len() <= OBJECT_BUDGET => w.raw("AuditKeyValues", list),
+        Some(list) => w.string("AuditKeyValues", &format!("omitted: {} bytes", list.len())),
         None => w.string("AuditKeyValues", "n/a"),
     };
     w.end().end();
@@ -338,16 +329,17 @@ fn fig_event_data(mut w: ObjectWriter, params: &MappingParams, f: &Facts<'_, '_>
 
 /// `userIdentity` of the default profile; `details` shrinks to stay within budget.
 fn write_default_identity(w: &mut ObjectWriter, f: &Facts<'_, '_>) {
+    let (principal, kind) = f.actor();
     w.begin("userIdentity");
-    w.string("type", identity_type(f.body().user_id.as_deref()));
-    w.string("principalId", f.principal());
+    w.string("type", kind);
+    w.string("principalId", principal);
     let pairs = f.body().audit_pairs();
     if f.cid().is_some() || !pairs.is_empty() {
         let mark = w.mark();
-        write_details(w, f.cid(), &pairs, usize::MAX, None);
+        write_details(w, f.cid(), pairs, usize::MAX, None);
         if w.written_since(&mark) > OBJECT_BUDGET {
             w.rollback(mark);
-            write_details(w, f.cid(), &pairs, SHORT_VALUE, Some("auditKeyValuesTruncated"));
+            write_details(w, f.cid(), pairs, SHORT_VALUE, Some("auditKeyValuesTruncated"));
             if w.written_since(&mark) > OBJECT_BUDGET {
                 w.rollback(mark);
                 write_details(w, f.cid(), &[], 0, Some("auditKeyValuesOmitted"));
@@ -379,8 +371,9 @@ fn write_details(
     w.end();
 }
 
-/// `AuditKeyValues` as object fields; a repeated key gets `#2`, `#3`… so nothing is lost.
-fn write_audit_pairs(w: &mut ObjectWriter, pairs: &[(Cow<'_, str>, Cow<'_, str>)], max_value: usize) {
+/// `AuditKeyValues` as object fields; a repeated key gets `#2`, `#3`… so nothing
+/// is lost. Values are cut to `max_value` bytes.
+pub fn write_audit_pairs(w: &mut ObjectWriter, pairs: &[(Cow<'_, str>, Cow<'_, str>)], max_value: usize) {
     let mut repeats: Vec<(&str, usize)> = Vec::new();
     for (index, (key, value)) in pairs.iter().enumerate() {
         let value = truncate_to(value, max_value);
@@ -419,23 +412,30 @@ fn identity_type(user_id: Option<&str>) -> &'static str {
 }
 
 fn write_request_parameters(w: &mut ObjectWriter, body: &EventBody<'_>) {
-    if body.service_name.is_none() && body.operation_name.is_none() && body.attributes.is_none() {
+    let texts = [
+        ("serviceName", body.service_name.as_deref()),
+        ("operationName", body.operation_name.as_deref()),
+        ("sessionId", body.session_id.as_deref()),
+        ("hostname", body.hostname.as_deref()),
+        ("agentId", body.agent_id.as_deref()),
+    ];
+    let raws = [("attributes", body.attributes), ("commands", body.commands)];
+    if texts.iter().all(|(_, v)| v.is_none()) && raws.iter().all(|(_, v)| v.is_none()) {
         return;
     }
     let start = w.mark();
     w.begin("requestParameters");
-    if let Some(service) = body.service_name.as_deref() {
-        w.string("serviceName", truncate_to(service, 1024));
+    for (name, value) in texts {
+        if let Some(value) = value {
+            w.string(name, truncate_to(value, 1024));
+        }
     }
-    if let Some(op) = body.operation_name.as_deref() {
-        w.string("operationName", truncate_to(op, 1024));
-    }
-    if let Some(attributes) = body.attributes {
-        let attributes = attributes.get();
-        if w.written_since(&start) + attributes.len() + 16 <= OBJECT_BUDGET {
-            w.raw("attributes", attributes);
+    for (name, raw) in raws {
+        let Some(raw) = raw else { continue };
+        if w.written_since(&start) + raw.len() + 16 <= OBJECT_BUDGET {
+            w.raw(name, raw);
         } else {
-            w.int("attributesOmittedBytes", attributes.len() as i128);
+            w.int(&format!("{name}OmittedBytes"), raw.len() as i128);
         }
     }
     w.end();
@@ -687,32 +687,6 @@ mod tests {
         let stream = json!({"metadata": {"eventType": "AuthActivityAuditEvent"},
             "event": {"ServiceName": "Crowdstrike Streaming API", "OperationName": "streamStarted"}});
         assert_eq!(skip(stream.to_string().as_bytes()), Some(Skip::NotSelected));
-    }
-
-    #[test]
-    fn the_prefilter_reads_every_event_type_key() {
-        let mapper = Mapper::new(MappingParams::default());
-        let passes = |text: &str| mapper.may_be_selected(text.as_bytes());
-        assert!(passes(r#"{"metadata":{"eventType":"UserActivityAuditEvent"}}"#));
-        assert!(passes(
-            r#"{"metadata":{"eventType" :
-            "AuthActivityAuditEvent"}}"#
-        ));
-        assert!(
-            passes(r#"{"event":{"Attributes":{"eventType":"x"}},"metadata":{"eventType":"AuthActivityAuditEvent"}}"#),
-            "a nested key before the real one does not hide it"
-        );
-        assert!(
-            passes(r#"{"metadata":{"eventType":"Auth\"x"}}"#),
-            "escaped value: parse to know"
-        );
-        assert!(passes(r#"{"metadata":{"event\u0054ype":"AuthActivityAuditEvent"}}"#));
-        assert!(!passes(r#"{"metadata":{"eventType":"DetectionSummaryEvent"}}"#));
-        assert!(!passes(r#"{"metadata":{"eventType":"AuthActivityAuditEventX"}}"#));
-        assert!(!passes(
-            r#"{"note":"mentions AuthActivityAuditEvent","metadata":{"eventType":1}}"#
-        ));
-        assert!(!passes(r#"{"metadata":{"eventType""#), "truncated text");
     }
 
     #[test]

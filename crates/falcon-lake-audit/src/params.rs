@@ -3,8 +3,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Default event types forwarded: the user-activity audit events.
-pub const DEFAULT_EVENT_TYPES: &str = "AuthActivityAuditEvent,UserActivityAuditEvent";
+/// Default event types forwarded: the user-activity audit events, and the Real
+/// Time Response sessions (who opened a remote shell on which host). The API
+/// request log (`APIActivityAuditEvent`) is opt-in: one event per API call,
+/// the collector's own included, it would outnumber everything else.
+pub const DEFAULT_EVENT_TYPES: &str =
+    "AuthActivityAuditEvent,UserActivityAuditEvent,RemoteResponseSessionStartEvent,RemoteResponseSessionEndEvent";
+/// The API request log's event type (opt-in).
+pub const API_ACTIVITY_EVENT_TYPE: &str = "APIActivityAuditEvent";
 /// Default excluded service: the stream's own `streamStarted`/`streamStopped` audit.
 pub const DEFAULT_EXCLUDE_SERVICES: &str = "Crowdstrike Streaming API";
 /// Default `eventSource`, the value the existing gateway used.
@@ -138,26 +144,55 @@ impl MappingParams {
 
     /// True when an event of this type and service passes the filter.
     pub fn passes(&self, event_type: &str, service: Option<&str>) -> bool {
-        let type_ok = self
-            .event_types
-            .as_ref()
-            .is_none_or(|types| types.iter().any(|t| t == event_type));
-        if !type_ok {
-            return false;
-        }
-        let matches = |list: &[String]| service.is_some_and(|s| list.iter().any(|n| same_service(self.profile, s, n)));
-        (self.include_services.is_empty() || matches(&self.include_services)) && !matches(&self.exclude_services)
+        passes_filter(
+            self.profile,
+            self.event_types.as_deref(),
+            &self.include_services,
+            &self.exclude_services,
+            event_type,
+            service,
+        )
+    }
+
+    /// The selector of these parameters.
+    pub fn selector(&self) -> crate::select::Selector {
+        crate::select::Selector::new(
+            self.profile,
+            self.event_types.clone(),
+            self.include_services.clone(),
+            self.exclude_services.clone(),
+        )
     }
 }
 
-fn bad(name: &str, message: String) -> ParamError {
+/// True when an event of `event_type` from `service` passes: its type is one of
+/// `event_types` (`None`: any), its service one of `include_services` (empty:
+/// any) and none of `exclude_services`, all normalised for `profile`.
+pub fn passes_filter(
+    profile: Profile,
+    event_types: Option<&[String]>,
+    include_services: &[String],
+    exclude_services: &[String],
+    event_type: &str,
+    service: Option<&str>,
+) -> bool {
+    if !event_types.is_none_or(|types| types.iter().any(|t| t == event_type)) {
+        return false;
+    }
+    let matches = |list: &[String]| service.is_some_and(|s| list.iter().any(|n| same_service(profile, s, n)));
+    (include_services.is_empty() || matches(include_services)) && !matches(exclude_services)
+}
+
+/// The error for parameter `name`.
+pub fn bad(name: &str, message: String) -> ParamError {
     ParamError {
         name: name.to_string(),
         message,
     }
 }
 
-fn parse_bool(name: &str, value: &str) -> Result<bool, ParamError> {
+/// A boolean parameter: `true`/`yes`/`1` or `false`/`no`/`0`.
+pub fn parse_bool(name: &str, value: &str) -> Result<bool, ParamError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" => Ok(true),
         "false" | "no" | "0" => Ok(false),
@@ -166,13 +201,14 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, ParamError> {
 }
 
 /// Comma-separated type list; `*`, `all` or empty means every type.
-fn parse_types(list: &str) -> Option<Vec<String>> {
+pub fn parse_types(list: &str) -> Option<Vec<String>> {
     let types: Vec<String> = split_list(list).map(str::to_string).collect();
     let all = types.is_empty() || types.iter().any(|t| t == "*" || t.eq_ignore_ascii_case("all"));
     (!all).then_some(types)
 }
 
-fn parse_services(profile: Profile, list: &str) -> Vec<String> {
+/// Comma-separated service list, normalised for `profile`.
+pub fn parse_services(profile: Profile, list: &str) -> Vec<String> {
     split_list(list).map(|s| normalise_service(profile, s)).collect()
 }
 
@@ -183,11 +219,24 @@ fn split_list(list: &str) -> impl Iterator<Item = &str> {
 /// True when `service` equals the already normalised `normalised`, compared as
 /// [`normalise_service`] would, without allocating.
 fn same_service(profile: Profile, service: &str, normalised: &str) -> bool {
+    let keep = |c: char| profile == Profile::Fig || !c.is_whitespace();
+    if service.is_ascii() {
+        // The common case, without Unicode case mapping.
+        let mut given = service
+            .bytes()
+            .filter(|&b| keep(char::from(b)))
+            .map(|b| b.to_ascii_lowercase());
+        let mut expected = normalised.bytes();
+        return loop {
+            match (given.next(), expected.next()) {
+                (None, None) => break true,
+                (Some(a), Some(b)) if a == b => {}
+                _ => break false,
+            }
+        };
+    }
     let mut expected = normalised.chars();
-    let mut given = service
-        .chars()
-        .filter(|c| profile == Profile::Fig || !c.is_whitespace())
-        .flat_map(char::to_lowercase);
+    let mut given = service.chars().filter(|c| keep(*c)).flat_map(char::to_lowercase);
     loop {
         match (given.next(), expected.next()) {
             (None, None) => return true,
@@ -228,7 +277,9 @@ mod tests {
         assert!(p.passes("UserActivityAuditEvent", None));
         assert!(!p.passes("AuthActivityAuditEvent", Some("Crowdstrike Streaming API")));
         assert!(!p.passes("AuthActivityAuditEvent", Some("crowdstrike  streaming\tapi")));
-        assert!(!p.passes("APIActivityAuditEvent", Some("api_request")));
+        assert!(p.passes("RemoteResponseSessionStartEvent", None));
+        assert!(p.passes("RemoteResponseSessionEndEvent", None));
+        assert!(!p.passes("APIActivityAuditEvent", Some("api_request")), "opt-in");
         assert!(!p.passes("DetectionSummaryEvent", None));
     }
 
@@ -240,6 +291,25 @@ mod tests {
         assert!(!p.passes("AuthActivityAuditEvent", Some("CrowdstrikeAuthentication")));
         assert!(!p.passes("AuthActivityAuditEvent", None));
         assert!(!p.passes("UserActivityAuditEvent", Some("CrowdStrike Authentication")));
+    }
+
+    #[test]
+    fn services_compare_as_normalised() {
+        for profile in [Profile::Default, Profile::Fig] {
+            for (service, listed) in [
+                ("CrowdStrike Authentication", "crowdstrike authentication"),
+                ("Crowdstrike\tStreaming  API", "Crowdstrike Streaming API"),
+                ("ÄPI Dienst", "äpi dienst"),
+                ("api", "apis"),
+            ] {
+                let normalised = normalise_service(profile, listed);
+                assert_eq!(
+                    same_service(profile, service, &normalised),
+                    normalise_service(profile, service) == normalised,
+                    "{profile:?} {service:?} {listed:?}"
+                );
+            }
+        }
     }
 
     #[test]

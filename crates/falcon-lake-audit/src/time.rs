@@ -24,6 +24,21 @@ pub fn epoch_seconds_from_any_unit(value: i64) -> Option<i64> {
     (seconds <= MAX_EPOCH_SECONDS).then_some(seconds)
 }
 
+/// Converts a Falcon epoch number of unknown unit to epoch milliseconds, by the
+/// same magnitude rule as [`epoch_seconds_from_any_unit`].
+pub fn epoch_millis_from_any_unit(value: i64) -> Option<i64> {
+    if value < 0 {
+        return None;
+    }
+    let millis = match value {
+        v if v < 100_000_000_000 => v * 1_000,
+        v if v < 100_000_000_000_000 => v,
+        v if v < 100_000_000_000_000_000 => v / 1_000,
+        v => v / 1_000_000,
+    };
+    (millis <= MAX_EPOCH_SECONDS * 1_000 + 999).then_some(millis)
+}
+
 /// Formats epoch seconds as CloudTrail's `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_event_time(epoch_seconds: i64) -> String {
     EventTime::new(epoch_seconds).as_str().to_string()
@@ -146,6 +161,17 @@ mod tests {
             Some(1_700_000_000)
         );
         assert_eq!(epoch_seconds_from_any_unit(-1), None);
+        assert_eq!(epoch_millis_from_any_unit(1_700_000_000), Some(1_700_000_000_000));
+        assert_eq!(epoch_millis_from_any_unit(1_700_000_000_123), Some(1_700_000_000_123));
+        assert_eq!(
+            epoch_millis_from_any_unit(1_700_000_000_123_456),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            epoch_millis_from_any_unit(1_700_000_000_123_456_789),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(epoch_millis_from_any_unit(-1), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Property tests of the native mapping: it never panics, whatever the input,
 //! and whatever it emits passes the Open Audit Events validator.
 
+use falcon_lake_audit::event::FalconEvent;
 use falcon_lake_audit::{
     map_record, validate_event_data, MappingParams, Outcome, Profile, RecordContext, ValidationOptions,
 };
@@ -81,5 +82,134 @@ proptest! {
             params.profile = Profile::Fig;
         }
         check(&params, Some(b"1_2"), text.as_bytes(), ts);
+    }
+}
+
+/// The one-pass scanner and the `serde_json` reader agree on every input: the
+/// scanner either gives up or gives exactly the reference's answer.
+fn same_reading(text: &str) {
+    let reference = FalconEvent::parse_reference(text);
+    if let Some(fast) = FalconEvent::parse_fast(text) {
+        assert_eq!(Some(&fast), reference.as_ref(), "{text}");
+    }
+    assert_eq!(FalconEvent::parse(text), reference, "{text}");
+}
+
+/// JSON text fragments of every kind, the awkward ones included.
+fn json_text() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("null".to_string()),
+        Just("true".to_string()),
+        Just("false".to_string()),
+        Just("-0".to_string()),
+        Just("0".to_string()),
+        Just("1.5e300".to_string()),
+        Just("1e400".to_string()),
+        Just("12345678901234567890".to_string()),
+        Just("123456789012345678".to_string()),
+        Just("-42".to_string()),
+        Just(r#""\ud83d\ude00""#.to_string()),
+        Just(r#""\ud800""#.to_string()),
+        Just(r#""a\u0026b\n\"\\\/""#.to_string()),
+        Just(r#"" 17 ""#.to_string()),
+        Just(r#""TRUE""#.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| f.to_string()),
+        "[\\u{0}-\\u{ffff}]{0,12}".prop_map(|s| serde_json::Value::from(s).to_string()),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        let key = prop_oneof![
+            Just("Key".to_string()),
+            Just("ValueString".to_string()),
+            Just("user_agent".to_string()),
+            Just("UserId".to_string()),
+            Just("eventType".to_string()),
+            "[a-z]{0,6}",
+        ];
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec((key, inner), 0..5).prop_map(|v| {
+                let fields: Vec<String> = v.iter().map(|(k, v)| format!("{:?}:{v}", k)).collect();
+                format!("{{{}}}", fields.join(","))
+            }),
+        ]
+    })
+}
+
+const FIELDS: [&str; 21] = [
+    "UserId",
+    "UserIp",
+    "OperationName",
+    "ServiceName",
+    "Success",
+    "UTCTimestamp",
+    "Message",
+    "AuditKeyValues",
+    "Attributes",
+    "SourceIp",
+    "SessionId",
+    "HostnameField",
+    "UserName",
+    "AgentIdString",
+    "StartTimestamp",
+    "EndTimestamp",
+    "Commands",
+    "customerIDString",
+    "offset",
+    "eventType",
+    "eventCreationTime",
+];
+
+/// Falcon-shaped texts: known fields (some twice) holding any JSON, in any order.
+fn falcon_text() -> impl Strategy<Value = String> {
+    let field = || (prop::sample::select(&FIELDS[..]), json_text());
+    (
+        prop::collection::vec(field(), 0..10),
+        prop::collection::vec(field(), 0..5),
+        any::<bool>(),
+        prop_oneof![Just(""), Just(" "), Just("\n\t")],
+    )
+        .prop_map(|(event, metadata, event_first, ws)| {
+            let object = |fields: &Vec<(&str, String)>| {
+                let inner: Vec<String> = fields.iter().map(|(k, v)| format!("{ws}\"{k}\"{ws}:{ws}{v}")).collect();
+                format!("{{{}}}", inner.join(","))
+            };
+            let (e, m) = (object(&event), object(&metadata));
+            if event_first {
+                format!(r#"{{"event":{e},"other":[1,{{"a":2.5}}],"metadata":{m}}}"#)
+            } else {
+                format!(r#"{{"metadata":{m},"event":{e}}}"#)
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn scanner_agrees_on_falcon_shaped_text(text in falcon_text()) {
+        same_reading(&text);
+    }
+
+    /// Broken texts: cut short, or with a byte replaced or inserted anywhere.
+    #[test]
+    fn scanner_agrees_on_damaged_text(text in falcon_text(), at in any::<prop::sample::Index>(), byte in prop::sample::select(&b"{}[]\",:\\ 0-.eE\x01a"[..]), how in 0..3u8) {
+        let mut bytes = text.into_bytes();
+        let at = at.index(bytes.len() + 1);
+        match how {
+            0 => bytes.truncate(at),
+            1 if at < bytes.len() => bytes[at] = byte,
+            _ => bytes.insert(at, byte),
+        }
+        if let Ok(text) = String::from_utf8(bytes) {
+            same_reading(&text);
+        }
+    }
+
+    #[test]
+    fn scanner_agrees_on_any_text(text in "\\PC{0,60}") {
+        same_reading(&text);
     }
 }
