@@ -22,6 +22,9 @@ const KILLS: usize = 10;
 /// Falcon events generated per second: deliveries go on for about 25 s, long
 /// enough for every kill to land while events are being delivered.
 const RATE: f64 = 2_000.0;
+/// Events added at once when deliveries end before `KILLS` kills landed: about
+/// two seconds of delivery at the CloudTrail quota.
+const TOP_UP: u64 = 20_000;
 
 fn spawn(h: &Harness, log: &std::path::Path) -> Child {
     let out = std::fs::OpenOptions::new()
@@ -94,8 +97,12 @@ async fn kill_9_mid_delivery_loses_nothing() {
                 "no delivery within 30 s of a start while events are still coming; see {}",
                 log.display()
             );
-            assert!(kills >= KILLS, "deliveries ended after {kills} kills mid-delivery");
-            break;
+            if kills >= KILLS {
+                break;
+            }
+            // Everything was delivered before enough kills landed (restarts are
+            // slow on a loaded machine): give the next run a backlog to deliver.
+            h.falcon.state.append_generated(TOP_UP);
         }
     }
     let expected = h.expected().await;
