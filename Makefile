@@ -104,6 +104,7 @@ bench: wasm
 	cargo bench --bench falcon_client
 	cargo bench --bench smartmodule
 	cargo bench --bench publisher
+	cargo bench --bench cloudwatch_publisher
 	cargo bench --bench pipeline
 	cargo bench --bench crash
 	cargo bench --bench recovery
