@@ -3,24 +3,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
 
 use common::*;
 use falcon_lake::publish::PublishItem;
-
-/// Ids stored by the emulator and how often.
-async fn stored_ids(control: &Control) -> BTreeMap<String, u64> {
-    let ids = control.get("_emulator/ids").await;
-    ids["ids"]
-        .as_object()
-        .expect("ids")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().expect("count")))
-        .collect()
-}
 
 fn all(count: u64) -> Vec<u64> {
     (0..count).collect()
@@ -47,7 +35,7 @@ async fn delivers_in_batches_of_100_with_checksums_and_the_recipient() {
         json!({}),
         "no request was refused"
     );
-    let ids = stored_ids(&control).await;
+    let ids = control.stored_ids().await;
     assert_eq!(ids.len(), 250);
     assert!(ids.values().all(|n| *n == 1), "stored once each");
     let events = control.get("_emulator/events?limit=1").await;
@@ -121,7 +109,7 @@ async fn mixed_batches_retry_transient_events_and_dead_letter_the_rest() {
         5,
         "only the throttled and failed events were resent"
     );
-    let ids = stored_ids(&control).await;
+    let ids = control.stored_ids().await;
     assert_eq!(ids.len(), 48);
     assert!(ids.values().all(|n| *n == 1));
 }
@@ -142,7 +130,7 @@ async fn retries_and_slows_down_when_throttled() {
         control.stat("throttled_requests").await,
         published.metrics.throttled.get()
     );
-    assert!(stored_ids(&control).await.values().all(|n| *n == 1));
+    assert!(control.stored_ids().await.values().all(|n| *n == 1));
 }
 
 #[tokio::test]
@@ -157,7 +145,7 @@ async fn random_event_and_server_failures_lose_nothing() {
     published.result.as_ref().expect("no fatal error");
     assert_eq!(published.delivered(), all(1_000));
     assert!(published.metrics.event_retries.get() > 0 && published.metrics.request_retries.get() > 0);
-    let ids = stored_ids(&control).await;
+    let ids = control.stored_ids().await;
     assert_eq!(ids.len(), 1_000);
     assert!(
         ids.values().all(|n| *n == 1),
@@ -185,7 +173,7 @@ async fn lost_replies_are_retried_at_least_once() {
     let published = publish(config, items(40, 10)).await;
     published.result.as_ref().expect("no fatal error");
     assert_eq!(published.delivered(), all(40));
-    let ids = stored_ids(&control).await;
+    let ids = control.stored_ids().await;
     let twice = ids.values().filter(|n| **n == 2).count();
     assert_eq!(
         twice, 20,
@@ -216,7 +204,7 @@ async fn duplicated_audit_event_id_is_resent_deduplicated() {
         expected,
         "the repeated submission is settled with its twin"
     );
-    let ids = stored_ids(&control).await;
+    let ids = control.stored_ids().await;
     assert_eq!(ids.len(), 30);
     assert!(ids.values().all(|n| *n == 1));
 }
@@ -251,7 +239,7 @@ async fn refuses_before_sending_what_would_never_be_accepted() {
         "every dead letter has a reason"
     );
     assert_eq!(published.delivered(), vec![5]);
-    assert_eq!(stored_ids(&control).await.len(), 1);
+    assert_eq!(control.stored_ids().await.len(), 1);
 }
 
 /// A fatal error stops delivery with advice, and nothing is acknowledged.

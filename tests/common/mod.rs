@@ -158,6 +158,17 @@ impl Control {
         self.base.join(path).expect("url")
     }
 
+    /// The CloudTrail emulator's stored ids and how often each was stored.
+    pub async fn stored_ids(&self) -> BTreeMap<String, u64> {
+        let ids = self.get("_emulator/ids").await;
+        ids["ids"]
+            .as_object()
+            .expect("ids")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().expect("count")))
+            .collect()
+    }
+
     /// POSTs `body` to a control path, asserting success.
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> Value {
         let response = self
@@ -520,13 +531,7 @@ impl Harness {
 
     /// Ids the CloudTrail emulator stored and how often.
     pub async fn stored(&self) -> BTreeMap<String, u64> {
-        let ids = self.cloudtrail_control.get("_emulator/ids").await;
-        ids["ids"]
-            .as_object()
-            .expect("ids")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-            .collect()
+        self.cloudtrail_control.stored_ids().await
     }
 
     /// Waits until every id in `expected` is stored.

@@ -453,13 +453,7 @@ transforms:
 
     /// Ids the CloudTrail emulator stored and how often.
     pub async fn stored(&self) -> BTreeMap<String, u64> {
-        let ids = self.cloudtrail_control.get("_emulator/ids").await;
-        ids["ids"]
-            .as_object()
-            .expect("ids")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-            .collect()
+        self.cloudtrail_control.stored_ids().await
     }
 
     /// Waits until every id of `expected` is stored; panics after `timeout`
