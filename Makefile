@@ -16,6 +16,9 @@ OCSF_TESTS := -p falcon-audit-to-ocsf -p falcon-lake-glue
 # check-mode build of every dependency.
 CLIPPY := RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings
 export AWS_EC2_METADATA_DISABLED := true
+# The SmartModules are found in their own crates' target/ (the tests and the
+# demo look there), so a CARGO_TARGET_DIR from the environment must not move them.
+unexport CARGO_TARGET_DIR
 
 .PHONY: demo test setup tools wasm wasm-demo lint fmt deps-check bench \
 	build-demo build-bin build-test build-tests build-sm-tests lint-faults
