@@ -4,8 +4,12 @@
 //! `cargo test --workspace --test fluvio -- --nocapture` prints the figures.
 
 mod common;
+#[path = "fluvio/crash.rs"]
+mod crash;
 #[path = "fluvio/deployment.rs"]
 mod deployment;
+#[path = "fluvio/smartmodule.rs"]
+mod smartmodule;
 
 use std::time::Duration;
 
@@ -259,91 +263,4 @@ async fn a_sink_started_first_waits_for_the_source_s_topic() {
     d.wait_delivered(&expected, Duration::from_secs(120)).await;
     assert_eq!(source.terminate(Duration::from_secs(30)), Some(0), "source exit");
     assert_eq!(sink.terminate(Duration::from_secs(30)), Some(0), "sink exit");
-}
-
-/// Audit events the CloudTrail emulator has stored, duplicates included.
-async fn stored_total(d: &Deployment) -> u64 {
-    d.stored().await.values().sum()
-}
-
-/// Nothing is lost over `kill -9` of either connector on the Fluvio path,
-/// each killed at a random moment while deliveries are happening (right
-/// after a store). The source resumes exactly after what the topic holds;
-/// duplicates (sink re-deliveries past its last durable commit) are printed,
-/// not asserted: how many depends on timing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_either_connector_loses_nothing() {
-    use rand::Rng;
-    const EVENTS: u64 = 10_000;
-    const KILLS: usize = 6;
-    let mut setup = Setup::new(EVENTS, 2, TopicSpec::partitions(2));
-    setup.falcon.rate = 1_000.0;
-    let d = Deployment::start(setup).await;
-    let mut source = d.spawn(Role::Source);
-    d.wait_topic().await;
-    let mut sink = d.spawn(Role::Sink);
-    let mut rng = rand::rng();
-    let mut kills = 0;
-    while kills < KILLS {
-        let before = stored_total(&d).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while stored_total(&d).await <= before {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no delivery within 120 s after {kills} kills\nsource log tail:\n{}\nsink log tail:\n{}",
-                tail(&d.log(Role::Source), 20),
-                tail(&d.log(Role::Sink), 20)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
-        // Alternate: the sink first, then the source, and so on.
-        if kills % 2 == 0 {
-            sink.kill();
-            sink = d.spawn(Role::Sink);
-        } else {
-            source.kill();
-            source = d.spawn(Role::Source);
-        }
-        kills += 1;
-    }
-    eventually("every event generated", Duration::from_secs(120), || {
-        std::future::ready(d.falcon_appended() >= EVENTS)
-    })
-    .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let keys = d.topic_keys(2);
-        let distinct: std::collections::HashSet<_> = keys.iter().collect();
-        if distinct.len() as u64 >= EVENTS {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the topic holds {} distinct keys of {EVENTS} after 180 s (source process exited: {:?})\nsource log tail:\n{}",
-            distinct.len(),
-            source.exited(),
-            tail(&d.log(Role::Source), 60)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let expected = d.expected().await;
-    d.wait_delivered(&expected, Duration::from_secs(180)).await;
-    assert_eq!(source.terminate(Duration::from_secs(30)), Some(0), "source exit");
-    assert_eq!(sink.terminate(Duration::from_secs(30)), Some(0), "sink exit");
-    let stored = d.stored().await;
-    let missing = expected.keys().filter(|id| !stored.contains_key(*id)).count();
-    let duplicates: u64 = stored.values().map(|n| n.saturating_sub(1)).sum();
-    let keys = d.topic_keys(2);
-    let distinct: std::collections::HashSet<_> = keys.iter().collect();
-    eprintln!(
-        "fluvio crash test: {kills} kills, {} expected, {missing} missing, {duplicates} duplicates",
-        expected.len()
-    );
-    assert_eq!(missing, 0, "nothing may be missing");
-    assert_eq!(
-        distinct.len(),
-        keys.len(),
-        "the source resumed exactly after the last event it wrote, every time"
-    );
 }

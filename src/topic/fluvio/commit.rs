@@ -16,7 +16,7 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use super::reader::{classify, grown, Seen, DEFAULT_MAX_BYTES};
-use super::{committed_offsets, RecordStream};
+use super::{committed_offsets, partition_bounds, RecordStream};
 use crate::topic::OffsetCommitter;
 
 /// Reopens at one offset before a commit fails.
@@ -58,7 +58,22 @@ impl FluvioCommitter {
     }
 
     /// A stream under the consumer's id that starts exactly at `from`.
+    /// A record retention has deleted cannot be yielded, so it cannot be
+    /// committed: that fails at once (the client would retry an evicted offset
+    /// for seconds, holding the sink); the next commit past the log start
+    /// stores the position.
     async fn open(&self, partition: u32, from: u64, max_bytes: u64) -> Result<Lagging> {
+        let first = partition_bounds(&self.fluvio, &self.topic)
+            .await?
+            .into_iter()
+            .find(|b| b.partition == partition)
+            .map_or(0, |b| b.first);
+        if from < first {
+            bail!(
+                "partition {partition}: record {from} was deleted by the topic's retention (log start {first}) before \
+                 its offset could be committed"
+            );
+        }
         let config = ConsumerConfigExtBuilder::default()
             .topic(self.topic.clone())
             .partition(partition)
@@ -94,7 +109,14 @@ impl FluvioCommitter {
             let got = u64::try_from(record.offset()).unwrap_or(0);
             // Only the target matters here: a record past it means the stream
             // skipped the target, so it cannot become "the last one yielded".
-            if let Seen::Gap { .. } = classify(offset, got) {
+            if let Seen::Gap { expected, found } = classify(offset, got) {
+                tracing::warn!(
+                    topic = %self.topic,
+                    partition,
+                    missing = format!("{expected}..{found}"),
+                    max_bytes = lagging.max_bytes,
+                    "the committing stream skipped records (a batch cut short by the fetch size); reading them again"
+                );
                 reopens += 1;
                 if reopens > MAX_REOPENS {
                     bail!("partition {partition}: record {offset} cannot be read back to commit it");
@@ -110,6 +132,7 @@ impl FluvioCommitter {
 
 impl OffsetCommitter for FluvioCommitter {
     async fn commit(&self, offsets: &[(u32, u64)]) -> Result<()> {
+        let started = std::time::Instant::now();
         let mut all = self.lagging.lock().await;
         for &(partition, offset) in offsets {
             let lagging = match all.entry(partition) {
@@ -133,6 +156,11 @@ impl OffsetCommitter for FluvioCommitter {
                 .await
                 .map_err(|e| anyhow!("flushing offset {offset}: {e}"))?;
         }
+        tracing::debug!(
+            ?offsets,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "committed consumer offsets"
+        );
         Ok(())
     }
 

@@ -29,8 +29,14 @@ use futures::{FutureExt, StreamExt};
 use super::{partition_bounds, RecordStream};
 use crate::topic::{PartitionBounds, TopicReader, TopicRecord};
 
-/// Fetch size a reader starts with.
-pub const DEFAULT_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// Fetch size a reader starts with. A frame is cut only when more than this
+/// lies past the reader, and then almost always inside a batch (the source's
+/// batches are the client's 16 KiB), so this is how far behind a reader may
+/// be without a re-read: at 32 MiB, about 20,000 Falcon events, past what a
+/// restarted sink usually has to catch up on (4 MiB re-read on nearly every
+/// restart). It is also the SPU's largest produce request, so the first frame
+/// after a re-read always holds the batch that was cut.
+pub const DEFAULT_MAX_BYTES: u64 = 32 * 1024 * 1024;
 /// Largest fetch size a reader grows to; above the largest produce request a
 /// Fluvio SPU accepts by default (32 MiB), so any batch fits.
 const MAX_MAX_BYTES: u64 = 64 * 1024 * 1024;
