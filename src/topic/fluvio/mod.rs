@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use fluvio::consumer::{ConsumerStream, Record};
 use fluvio::dataplane::link::ErrorCode;
+use fluvio::metadata::objects::Metadata;
 use fluvio::metadata::partition::PartitionSpec;
 use fluvio::metadata::smartmodule::SmartModuleSpec;
 use fluvio::metadata::topic::config::TopicConfig;
@@ -322,29 +323,48 @@ impl ModuleRegistry for FluvioBackend {
                 .list::<SmartModuleSpec, String>(vec![name.to_string()])
                 .await
                 .with_context(|| format!("looking up SmartModule {name}"))?;
-            // The SC's name filter matches substrings: the exact name wins; else
-            // one match (a plain name of a `group/name@version` module) does.
-            let mut listed = listed;
-            let module = match listed.iter().position(|m| m.name == name) {
-                Some(exact) => listed.swap_remove(exact),
-                None if listed.len() == 1 => listed.remove(0),
-                None if listed.is_empty() => {
-                    bail!("no SmartModule named {name} is registered in the cluster (`fluvio sm list`)")
-                }
-                None => {
-                    let names: Vec<&str> = listed.iter().map(|m| m.name.as_str()).collect();
-                    bail!(
-                        "SmartModule name {name} is ambiguous: it matches {}; use the full name",
-                        names.join(", ")
-                    )
-                }
-            };
+            let module = choose_module(name, listed)?;
             module
                 .spec
                 .wasm
                 .as_raw_wasm()
                 .with_context(|| format!("reading the wasm of SmartModule {name}"))
         })
+    }
+}
+
+/// The module `name` names among what the SC listed for it. The SC parses
+/// the name as `[group/]name[@version]` and lists packaged modules (`smdk
+/// load`) matching those parts, and package-less ones (`fluvio sm create`)
+/// whose key is the name part: `g/m@1.0` also lists a plain `m`. A plain
+/// module answers only to its exact key, so the exact key wins and the
+/// others are packaged matches; several of those (versions) are ambiguous.
+fn choose_module(name: &str, listed: Vec<Metadata<SmartModuleSpec>>) -> Result<Metadata<SmartModuleSpec>> {
+    let mut candidates: Vec<Metadata<SmartModuleSpec>> = listed
+        .into_iter()
+        .filter(|m| m.name == name || m.spec.meta.is_some())
+        .collect();
+    if let Some(exact) = candidates.iter().position(|m| m.name == name) {
+        return Ok(candidates.swap_remove(exact));
+    }
+    match candidates.len() {
+        0 => bail!("no SmartModule named {name} is registered in the cluster (`fluvio sm list`)"),
+        1 => Ok(candidates.remove(0)),
+        _ => {
+            let names: Vec<String> = candidates
+                .iter()
+                .map(|m| {
+                    m.spec
+                        .meta
+                        .as_ref()
+                        .map_or_else(|| m.name.clone(), |meta| meta.package.fqdn())
+                })
+                .collect();
+            bail!(
+                "SmartModule name {name} is ambiguous: it matches {}; use the full name",
+                names.join(", ")
+            )
+        }
     }
 }
 
@@ -469,4 +489,56 @@ pub(crate) async fn partition_bounds(fluvio: &Fluvio, topic: &str) -> Result<Vec
         .collect();
     bounds.sort_by_key(|b| b.partition);
     Ok(bounds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluvio::metadata::smartmodule::{FluvioSemVersion, SmartModuleMetadata, SmartModulePackage};
+
+    fn listed(key: &str, version: Option<&str>) -> Metadata<SmartModuleSpec> {
+        let meta = version.map(|v| SmartModuleMetadata {
+            package: SmartModulePackage {
+                name: "audit".to_string(),
+                group: "lake".to_string(),
+                version: FluvioSemVersion::parse(v).expect("version"),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        Metadata {
+            name: key.to_string(),
+            spec: SmartModuleSpec {
+                meta,
+                ..Default::default()
+            },
+            status: Default::default(),
+        }
+    }
+
+    /// What the SC lists for each name (its `[group/]name[@version]` rules),
+    /// and which module the sink takes from it.
+    #[test]
+    fn a_module_name_picks_the_exact_key_or_one_package() {
+        let plain = || listed("audit", None);
+        let v1 = || listed("audit-lake-0.1.0", Some("0.1.0"));
+        let v2 = || listed("audit-lake-0.2.0", Some("0.2.0"));
+        let pick = |name: &str, all: Vec<Metadata<SmartModuleSpec>>| choose_module(name, all).map(|m| m.name);
+        assert_eq!(pick("audit", vec![plain(), v1(), v2()]).expect("plain"), "audit");
+        assert_eq!(
+            pick("lake/audit@0.1.0", vec![plain(), v1()]).expect("full name"),
+            "audit-lake-0.1.0"
+        );
+        assert_eq!(pick("audit", vec![v1()]).expect("one package"), "audit-lake-0.1.0");
+        let ambiguous = pick("lake/audit", vec![plain(), v1(), v2()]).expect_err("two versions");
+        assert!(
+            ambiguous.to_string().contains("lake/audit@0.1.0, lake/audit@0.2.0"),
+            "{ambiguous}"
+        );
+        let missing = pick("lake/audit@0.3.0", vec![plain()]).expect_err("no such version");
+        assert!(
+            missing.to_string().contains("no SmartModule named lake/audit@0.3.0"),
+            "{missing}"
+        );
+    }
 }
