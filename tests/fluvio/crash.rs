@@ -48,6 +48,9 @@ struct Tally {
     duplicates: u64,
     /// Duplicate ids the emulator gained after each sink kill.
     per_sink_kill: Vec<u64>,
+    /// At each sink kill: raw records read and not committed, and audit
+    /// events handed to the publisher and not settled (its gauges just before).
+    at_sink_kill: Vec<(u64, u64)>,
     gap_rereads: usize,
     /// Records retention removed while the connectors ran.
     retained_away: i64,
@@ -101,6 +104,10 @@ impl Tally {
 
 async fn stored_total(d: &Deployment) -> u64 {
     d.cloudtrail_control.stat("stored_events").await
+}
+
+async fn sink_gauge(d: &Deployment, name: &str) -> u64 {
+    d.metric(Role::Sink, name).await.unwrap_or(0.0) as u64
 }
 
 async fn duplicate_ids(d: &Deployment) -> u64 {
@@ -167,12 +174,18 @@ async fn run_round(round: &Round) -> Tally {
     for kill in 0..KILLS_PER_ROUND {
         let before = stored_total(&d).await;
         wait_for_a_store(&d, before, kill).await;
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
+        // Right after a store (a restarted sink catching up) or later (caught up).
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..1_500))).await;
         if kill % 2 == 0 {
             let now = duplicate_ids(&d).await;
             if let Some(at_kill) = pending_dup.replace(now) {
                 tally.per_sink_kill.push(now - at_kill);
             }
+            let uncommitted = sink_gauge(&d, "falcon_lake_uncommitted_records").await;
+            let unsettled = sink_gauge(&d, "falcon_lake_events_forwarded_total")
+                .await
+                .saturating_sub(sink_gauge(&d, "falcon_lake_events_delivered_total").await);
+            tally.at_sink_kill.push((uncommitted, unsettled));
             sink.kill();
             sink = d.spawn(Role::Sink);
             tally.sink_kills += 1;
@@ -233,7 +246,7 @@ async fn run_round(round: &Round) -> Tally {
     }
     eprintln!(
         "round of {} partition(s): {} source + {} sink kills, {} expected, {} missing, {} duplicates \
-         (per sink kill {:?}), {} gap re-reads (largest partition {:.1} MiB), {} records removed by retention{}",
+         (per sink kill {:?}; uncommitted records, unsettled events at each {:?}), {} gap re-reads (largest partition {:.1} MiB), {} records removed by retention{}",
         round.partitions,
         tally.source_kills,
         tally.sink_kills,
@@ -241,6 +254,7 @@ async fn run_round(round: &Round) -> Tally {
         tally.missing,
         tally.duplicates,
         tally.per_sink_kill,
+        tally.at_sink_kill,
         tally.gap_rereads,
         largest as f64 / 1_048_576.0,
         tally.retained_away,

@@ -133,6 +133,7 @@ impl FluvioCommitter {
 impl OffsetCommitter for FluvioCommitter {
     async fn commit(&self, offsets: &[(u32, u64)]) -> Result<()> {
         let started = std::time::Instant::now();
+        let mut advance_us = 0u64;
         let mut all = self.lagging.lock().await;
         for &(partition, offset) in offsets {
             let lagging = match all.entry(partition) {
@@ -144,7 +145,9 @@ impl OffsetCommitter for FluvioCommitter {
             if lagging.seen.is_some_and(|s| s >= offset) {
                 continue;
             }
+            let advancing = std::time::Instant::now();
             self.advance(partition, lagging, offset).await?;
+            advance_us += advancing.elapsed().as_micros() as u64;
             lagging
                 .stream
                 .offset_commit()
@@ -159,6 +162,7 @@ impl OffsetCommitter for FluvioCommitter {
         tracing::debug!(
             ?offsets,
             elapsed_us = started.elapsed().as_micros() as u64,
+            advance_us,
             "committed consumer offsets"
         );
         Ok(())

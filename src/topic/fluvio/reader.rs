@@ -32,9 +32,9 @@ use crate::topic::{PartitionBounds, TopicReader, TopicRecord};
 /// Fetch size a reader starts with. A frame is cut only when more than this
 /// lies past the reader, and then almost always inside a batch (the source's
 /// batches are the client's 16 KiB), so this is how far behind a reader may
-/// be without a re-read: at 32 MiB, about 20,000 Falcon events, past what a
-/// restarted sink usually has to catch up on (4 MiB re-read on nearly every
-/// restart). It is also the SPU's largest produce request, so the first frame
+/// be without a re-read: at 32 MiB, about 20,000 Falcon events of 1.5 KB
+/// (45,000 of the emulator's mix), past what a restarted sink usually has to
+/// catch up on (4 MiB was re-read on nearly every restart). It is also the SPU's largest produce request, so the first frame
 /// after a re-read always holds the batch that was cut.
 pub const DEFAULT_MAX_BYTES: u64 = 32 * 1024 * 1024;
 /// Largest fetch size a reader grows to; above the largest produce request a
@@ -167,10 +167,25 @@ impl FluvioReader {
         let mut cursors = Vec::with_capacity(starts.len());
         for start in starts {
             let done = start.until.is_some_and(|until| start.from >= until);
-            let stream = if done {
-                None
+            // A stream that cannot be opened (the SPU is away) is opened again
+            // by the first reads, as after any failure: a sink starting while
+            // the SPU restarts waits for it instead of exiting.
+            let (stream, repair, retry_at) = if done {
+                (None, None, None)
             } else {
-                Some(open_stream(&fluvio, topic, start.partition, start.from, max_bytes, continuous).await?)
+                match open_stream(&fluvio, topic, start.partition, start.from, max_bytes, continuous).await {
+                    Ok(stream) => (Some(stream), None, None),
+                    Err(e) => {
+                        tracing::warn!(
+                            topic,
+                            partition = start.partition,
+                            error = format!("{e:#}"),
+                            "cannot open the partition's stream yet; trying again"
+                        );
+                        let retry = Some(Instant::now() + REPAIR_RETRY);
+                        (None, Some(Repair::Reopen { grow: false }), retry)
+                    }
+                }
             };
             cursors.push(Cursor {
                 partition: start.partition,
@@ -178,8 +193,8 @@ impl FluvioReader {
                 until: start.until,
                 max_bytes,
                 stream,
-                repair: None,
-                retry_at: None,
+                repair,
+                retry_at,
                 finished: done,
                 reopens: 0,
                 last_record: Instant::now(),
@@ -321,8 +336,9 @@ impl FluvioReader {
             cursor.finish();
             return Ok(());
         }
-        cursor.reopens += 1;
-        if cursor.reopens > MAX_REOPENS {
+        // Only reopens that reached the SPU count: an SPU that is away for a
+        // while is waited for, a stream that keeps skipping is not.
+        if cursor.reopens >= MAX_REOPENS {
             bail!(
                 "topic {} partition {partition}: the Fluvio stream keeps skipping offset {} even with a fetch size \
                  of {} bytes",
@@ -337,6 +353,7 @@ impl FluvioReader {
         let (from, max_bytes) = (cursor.next, cursor.max_bytes);
         let stream = open_stream(&self.fluvio, &self.topic, partition, from, max_bytes, self.continuous).await?;
         let cursor = &mut self.cursors[index];
+        cursor.reopens += 1;
         cursor.stream = Some(stream);
         cursor.repair = None;
         cursor.last_record = Instant::now();
