@@ -26,6 +26,8 @@ const MAX_REOPENS: u32 = 8;
 struct Lagging {
     stream: RecordStream,
     seen: Option<u64>,
+    /// The last offset committed and flushed through this stream.
+    flushed: Option<u64>,
     max_bytes: u64,
 }
 
@@ -91,6 +93,7 @@ impl FluvioCommitter {
         Ok(Lagging {
             stream: Box::pin(stream),
             seen: None,
+            flushed: None,
             max_bytes,
         })
     }
@@ -130,39 +133,68 @@ impl FluvioCommitter {
     }
 }
 
+impl FluvioCommitter {
+    /// Commits `offset` of one partition through its lagging stream (`taken`,
+    /// or a new one); returns the stream for the next commit.
+    async fn commit_partition(&self, taken: Option<Lagging>, partition: u32, offset: u64) -> Result<Lagging> {
+        let mut lagging = match taken {
+            Some(lagging) => lagging,
+            None => self.open(partition, offset, DEFAULT_MAX_BYTES).await?,
+        };
+        if lagging.flushed.is_some_and(|f| f >= offset) {
+            return Ok(lagging);
+        }
+        self.advance(partition, &mut lagging, offset).await?;
+        lagging
+            .stream
+            .offset_commit()
+            .await
+            .map_err(|e| anyhow!("committing offset {offset}: {e}"))?;
+        lagging
+            .stream
+            .offset_flush()
+            .await
+            .map_err(|e| anyhow!("flushing offset {offset}: {e}"))?;
+        lagging.flushed = lagging.seen;
+        Ok(lagging)
+    }
+}
+
 impl OffsetCommitter for FluvioCommitter {
+    /// Partitions are committed side by side: each is a round trip or more,
+    /// and one after another they made a commit of 3 partitions take up to
+    /// half a second.
     async fn commit(&self, offsets: &[(u32, u64)]) -> Result<()> {
         let started = std::time::Instant::now();
-        let mut advance_us = 0u64;
         let mut all = self.lagging.lock().await;
-        for &(partition, offset) in offsets {
-            let lagging = match all.entry(partition) {
-                std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(self.open(partition, offset, DEFAULT_MAX_BYTES).await?)
+        let work: Vec<_> = offsets
+            .iter()
+            .map(|&(partition, offset)| {
+                let taken = all.remove(&partition);
+                async move { (partition, self.commit_partition(taken, partition, offset).await) }
+            })
+            .collect();
+        let mut failed = None;
+        for (partition, outcome) in futures::future::join_all(work).await {
+            match outcome {
+                Ok(lagging) => {
+                    all.insert(partition, lagging);
                 }
-            };
-            if lagging.seen.is_some_and(|s| s >= offset) {
-                continue;
+                // A failed stream may stay broken (an SPU restart closes its
+                // session: "sending into a closed channel" on every flush) and
+                // may have advanced without a flush: it is dropped, and the
+                // next commit opens a fresh one at its offset.
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
-            let advancing = std::time::Instant::now();
-            self.advance(partition, lagging, offset).await?;
-            advance_us += advancing.elapsed().as_micros() as u64;
-            lagging
-                .stream
-                .offset_commit()
-                .await
-                .map_err(|e| anyhow!("committing offset {offset}: {e}"))?;
-            lagging
-                .stream
-                .offset_flush()
-                .await
-                .map_err(|e| anyhow!("flushing offset {offset}: {e}"))?;
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         tracing::debug!(
             ?offsets,
             elapsed_us = started.elapsed().as_micros() as u64,
-            advance_us,
             "committed consumer offsets"
         );
         Ok(())
