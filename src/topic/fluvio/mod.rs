@@ -430,8 +430,9 @@ impl TopicInspect for FluvioTopic {
         }
         let mut reader = self.backend.range_reader(&self.name, partition, from, Some(to)).await?;
         let mut out = Vec::new();
+        let mut patience = Patience::new();
         loop {
-            let batch = reader.next_batch(1_000, Duration::from_secs(5)).await?;
+            let batch = patience.next_batch(&mut reader, 1_000).await?;
             if batch.is_empty() {
                 return Ok(out);
             }
@@ -456,8 +457,9 @@ impl TopicInspect for FluvioTopic {
             return Ok(());
         }
         let mut reader = self.backend.range_reader(&self.name, partition, from, Some(to)).await?;
+        let mut patience = Patience::new();
         loop {
-            let batch = reader.next_batch(256, Duration::from_secs(5)).await?;
+            let batch = patience.next_batch(&mut reader, 256).await?;
             let Some(last) = batch.last().map(|r| r.offset) else {
                 return Ok(());
             };
@@ -467,6 +469,48 @@ impl TopicInspect for FluvioTopic {
             if last + 1 >= to {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// How long a range read (the source's cursor recovery, `check`, redrive)
+/// waits out an SPU that is away before it fails.
+const RANGE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Reads a range to its end through failures and pauses: the reader's errors
+/// leave its position intact and are meant to be retried, and a pause of an
+/// unfinished range is not its end (a source restarting while the SPU
+/// restarts recovered its cursor from half a partition, or failed, before).
+struct Patience {
+    since: Option<tokio::time::Instant>,
+}
+
+impl Patience {
+    fn new() -> Self {
+        Self { since: None }
+    }
+
+    /// The next batch; empty only once the range is finished.
+    async fn next_batch(&mut self, reader: &mut FluvioReader, max: usize) -> Result<Vec<TopicRecord>> {
+        loop {
+            let outcome = reader.next_batch(max, Duration::from_secs(5)).await;
+            let trouble = match outcome {
+                Ok(batch) if !batch.is_empty() || reader.finished() => {
+                    self.since = None;
+                    return Ok(batch);
+                }
+                Ok(_) => anyhow!("no record for 5 s before the end of the range"),
+                Err(e) => e,
+            };
+            let since = *self.since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() >= RANGE_PATIENCE {
+                return Err(trouble.context(format!("reading a range for {RANGE_PATIENCE:?}")));
+            }
+            tracing::warn!(
+                error = format!("{trouble:#}"),
+                "reading a range of the topic: trying again"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }
