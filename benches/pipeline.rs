@@ -52,10 +52,13 @@ async fn throughput(events: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut child = setup.spawn()?;
     let mut first: Option<Instant> = None;
+    // CPU and deliveries when the first event is stored: what start-up cost.
+    let mut at_first = ((0.0, 0.0), 0u64);
     let deadline = Instant::now() + Duration::from_secs(events / 1_000 + 120);
     while (setup.stored() as u64) < events {
         if first.is_none() && setup.stored() > 0 {
             first = Some(Instant::now());
+            at_first = (cpu_seconds(child.id()), setup.stored() as u64);
         }
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -81,6 +84,16 @@ async fn throughput(events: u64) -> anyhow::Result<()> {
     println!(
         "cpu: {per_million:.1} CPU-s per million events delivered (user {user:.2} s + system {system:.2} s for {events}, start-up included) = {:.2} of the 20 CPU-s goal",
         per_million / 20.0
+    );
+    // A 100,000-event run spends 10 s at the quota, so the fixed start-up
+    // (the SmartModule's compilation above all) weighs 10× what it does in
+    // the million events the goal is stated for: print the rate without it.
+    let ((user0, system0), stored0) = at_first;
+    let steady = (user + system - user0 - system0) / (events - stored0).max(1) as f64 * 1_000_000.0;
+    println!(
+        "cpu: {steady:.1} CPU-s per million events delivered from the first delivery on (start-up {:.2} CPU-s before it) = {:.2} of the 20 CPU-s goal",
+        user0 + system0,
+        steady / 20.0
     );
     Ok(())
 }

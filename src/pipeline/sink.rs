@@ -523,6 +523,7 @@ impl SinkLoop {
                 permit = reserve(publish.as_ref()), if !self.outbox.is_empty() && publish.is_some() => {
                     if let (Ok(permit), Some(item)) = (permit, self.outbox.pop_front()) {
                         permit.send(item);
+                        self.forward_ready();
                     }
                     if !input_open && self.outbox.is_empty() {
                         self.publish = None;
@@ -546,6 +547,18 @@ impl SinkLoop {
             let settled_all = self.tracker.is_empty() && self.commits.offsets.is_none();
             if !input_open && settled_all && self.outbox.is_empty() {
                 return Ok(SinkEnd::Finished);
+            }
+        }
+    }
+
+    /// Hands the publisher every queued event it has room for now: one loop
+    /// turn per event cost more than the event's own work.
+    fn forward_ready(&mut self) {
+        let Some(publish) = self.publish.as_ref() else { return };
+        while !self.outbox.is_empty() {
+            let Ok(permit) = publish.try_reserve() else { return };
+            if let Some(item) = self.outbox.pop_front() {
+                permit.send(item);
             }
         }
     }

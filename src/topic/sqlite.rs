@@ -193,6 +193,12 @@ fn connect(path: &Path, sync: SyncMode) -> Result<Connection> {
         "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};"
     ))
     .map_err(|e| unusable(path, "configuring", e))?;
+    // SQLite as bundled plans with STAT4, which marks a cached statement with
+    // a range on a bound value for re-preparing whenever the value changes:
+    // every read of the log parsed and planned its SELECT again. The plans of
+    // these queries never depend on the values, so fix them.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(|e| unusable(path, "configuring", e))?;
     // The first read of the schema is where a file that is not a database, or
     // one that cannot be read, shows itself.
     conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
@@ -298,14 +304,14 @@ impl SqliteTopic {
         let (topic, consumer) = (self.name.clone(), consumer.to_string());
         blocking(move || {
             let conn = lock(&inner.read);
-            conn.query_row(
+            let mut query = conn.prepare_cached(
                 "SELECT offset FROM consumer_offsets WHERE consumer = ?1 AND topic = ?2 AND partition = 0",
-                params![consumer, topic],
-                |row| row.get::<_, i64>(0),
-            )
-            .optional()
-            .map(|o| o.map(|o| o as u64))
-            .context("reading a consumer offset")
+            )?;
+            let offset = query
+                .query_row(params![consumer, topic], |row| row.get::<_, i64>(0))
+                .optional()
+                .context("reading a consumer offset")?;
+            Ok(offset.map(|o| o as u64))
         })
         .await
     }
@@ -436,9 +442,9 @@ impl TopicWriter for SqliteTopic {
         blocking(move || {
             let mut conn = lock(&inner.write);
             let tx = conn.transaction().context("starting an append")?;
-            let next: i64 = tx.query_row("SELECT next_offset FROM topics WHERE name = ?1", params![name], |r| {
-                r.get(0)
-            })?;
+            let next: i64 = tx
+                .prepare_cached("SELECT next_offset FROM topics WHERE name = ?1")?
+                .query_row(params![name], |r| r.get(0))?;
             let ts = now_ms();
             let mut bytes = 0i64;
             {
@@ -455,10 +461,8 @@ impl TopicWriter for SqliteTopic {
                     ])?;
                 }
             }
-            tx.execute(
-                "UPDATE topics SET next_offset = ?1, bytes = bytes + ?2 WHERE name = ?3",
-                params![next + records.len() as i64, bytes, name],
-            )?;
+            tx.prepare_cached("UPDATE topics SET next_offset = ?1, bytes = bytes + ?2 WHERE name = ?3")?
+                .execute(params![next + records.len() as i64, bytes, name])?;
             tx.commit()?;
             Ok(())
         })
@@ -474,10 +478,12 @@ impl TopicInspect for SqliteTopic {
         let (inner, table, name) = (self.log.inner.clone(), self.table.clone(), self.name.clone());
         blocking(move || {
             let conn = lock(&inner.read);
-            let next: i64 = conn.query_row("SELECT next_offset FROM topics WHERE name = ?1", params![name], |r| {
-                r.get(0)
-            })?;
-            let first: Option<i64> = conn.query_row(&format!("SELECT MIN(offset) FROM {table}"), [], |r| r.get(0))?;
+            let next: i64 = conn
+                .prepare_cached("SELECT next_offset FROM topics WHERE name = ?1")?
+                .query_row(params![name], |r| r.get(0))?;
+            let first: Option<i64> = conn
+                .prepare_cached(&format!("SELECT MIN(offset) FROM {table}"))?
+                .query_row([], |r| r.get(0))?;
             Ok(vec![PartitionBounds {
                 partition: 0,
                 first: first.unwrap_or(next) as u64,
@@ -546,10 +552,12 @@ fn select_keys(
         .context("reading record keys")
 }
 
+fn records_query(table: &str) -> String {
+    format!("SELECT offset, ts, key, value FROM {table} WHERE offset >= ?1 AND offset < ?2 ORDER BY offset LIMIT ?3")
+}
+
 fn select_records(conn: &Connection, table: &str, from: u64, to: u64, max: usize) -> Result<Vec<TopicRecord>> {
-    let mut query = conn.prepare_cached(&format!(
-        "SELECT offset, ts, key, value FROM {table} WHERE offset >= ?1 AND offset < ?2 ORDER BY offset LIMIT ?3"
-    ))?;
+    let mut query = conn.prepare_cached(&records_query(table))?;
     let rows = query.query_map(
         params![
             from as i64,
@@ -635,13 +643,13 @@ impl OffsetCommitter for SqliteCommitter {
         let (consumer, topic) = (self.consumer.clone(), self.topic.name.clone());
         blocking(move || {
             lock(&inner.write)
-                .execute(
+                .prepare_cached(
                     "INSERT INTO consumer_offsets(consumer, topic, partition, offset, updated_ms) VALUES (?1, ?2, 0, ?3, ?4)
                      ON CONFLICT(consumer, topic, partition) DO UPDATE
                      SET offset = excluded.offset, updated_ms = excluded.updated_ms
                      WHERE excluded.offset > consumer_offsets.offset",
-                    params![consumer, topic, offset as i64, now_ms()],
                 )
+                .and_then(|mut commit| commit.execute(params![consumer, topic, offset as i64, now_ms()]))
                 .context("committing a consumer offset")?;
             Ok(())
         })
@@ -717,6 +725,21 @@ mod tests {
         let batch = reader.next_batch(10, Duration::from_secs(5)).await.expect("read");
         assert_eq!(batch.len(), 1);
         assert!(began.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn reads_do_not_parse_their_query_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = SqliteLog::open(&dir.path().join("log.db"), SyncMode::Full).expect("open");
+        let topic = log.topic("t").expect("topic");
+        let mut reader = topic.reader(None, StartFrom::Beginning).await.expect("reader");
+        for value in ["a", "b", "c"] {
+            topic.append(records(&[value])).await.expect("append");
+            assert_eq!(reader.next_batch(10, Duration::ZERO).await.expect("read").len(), 1);
+        }
+        let conn = lock(&log.inner.read);
+        let statement = conn.prepare_cached(&records_query(&topic.table)).expect("cached");
+        assert_eq!(statement.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
 
     #[tokio::test]
