@@ -218,23 +218,28 @@ impl TransformChain {
         if let Some(error) = output.error {
             return Ok(Err(format!("the SmartModule returned an error: {}", error.hint.trim())));
         }
-        let outputs = output
-            .successes
-            .into_iter()
-            .map(|record| {
-                let hint = usize::try_from(record.preamble.offset_delta())
-                    .ok()
-                    .filter(|i| *i < records.len());
-                // The engine decodes each value into a buffer of its own; take it, do not copy it.
-                OutputRecord {
-                    source_hint: hint,
-                    key: record.key.map(|k| k.into_vec()),
-                    value: record.value.into_vec(),
-                }
-            })
-            .collect();
-        Ok(Ok(outputs))
+        Ok(Ok(output_records(output.successes, records.len())))
     }
+}
+
+/// The records a module emitted for a batch of `inputs` records, as the chain
+/// returns them (public so the SmartModule benchmark's native side does the
+/// same work).
+pub fn output_records(successes: Vec<fluvio_smartmodule::Record>, inputs: usize) -> Vec<OutputRecord> {
+    successes
+        .into_iter()
+        .map(|record| {
+            let hint = usize::try_from(record.preamble.offset_delta())
+                .ok()
+                .filter(|i| *i < inputs);
+            // The engine decodes each value into a buffer of its own; take it, do not copy it.
+            OutputRecord {
+                source_hint: hint,
+                key: record.key.map(|k| k.into_vec()),
+                value: record.value.into_vec(),
+            }
+        })
+        .collect()
 }
 
 fn instantiate(engine: &SmartEngine, modules: &[ModuleSpec], memory_limit: usize) -> Result<SmartModuleChainInstance> {
@@ -263,8 +268,9 @@ fn instantiate(engine: &SmartEngine, modules: &[ModuleSpec], memory_limit: usize
 
 /// Encodes records with offset deltas equal to their batch index, so outputs of
 /// record-preserving modules can be traced back to their input. Uses the bulk
-/// codec: Fluvio's encoder writes values byte by byte.
-fn encode(records: &[InputRecord<'_>]) -> Result<SmartModuleInput> {
+/// codec: Fluvio's encoder writes values byte by byte. Public so the
+/// SmartModule benchmark's native side does the same work.
+pub fn encode(records: &[InputRecord<'_>]) -> Result<SmartModuleInput> {
     let base_timestamp = records.first().map(|r| r.timestamp_ms).unwrap_or(0);
     let size: usize = records
         .iter()
