@@ -107,3 +107,44 @@ async fn the_sc_can_restart_too() -> anyhow::Result<()> {
     assert_eq!(topics.len(), 1);
     Ok(())
 }
+
+/// A restarted SPU leads nothing until it has loaded its replicas, as a real
+/// one: produces are refused with NotLeaderForPartition (seen only through
+/// `wait()`; `flush()` is Ok) and consumer offsets with PartitionNotLeader.
+#[tokio::test]
+async fn a_restarted_spu_is_not_the_leader_during_its_warmup() -> anyhow::Result<()> {
+    crate::support::init_logs();
+    let cluster = fluvio_testbed::TestCluster::builder()
+        .spu_restart_warmup(Duration::from_secs(3))
+        .start()
+        .await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "warm", 1).await?;
+    let producer = within(fluvio.topic_producer("warm")).await?;
+    within(producer.send(RecordKey::NULL, "before")).await?;
+    within(producer.flush()).await?;
+    cluster.stop_spu().await?;
+    cluster.start_spu().await?;
+    let offsets_error = within(fluvio.consumer_offsets())
+        .await
+        .expect_err("offsets during the warm-up");
+    assert!(
+        format!("{offsets_error:#}").contains("not a leader"),
+        "{offsets_error:#}"
+    );
+    let output = within(producer.send(RecordKey::NULL, "during")).await?;
+    within(producer.flush()).await?;
+    let refused = within(output.wait()).await.expect_err("refused during the warm-up");
+    assert!(format!("{refused:#}").contains("not the leader"), "{refused:#}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    producer.clear_errors().await;
+    let output = within(producer.send(RecordKey::NULL, "after")).await?;
+    within(producer.flush()).await?;
+    assert_eq!(
+        within(output.wait()).await?.offset(),
+        1,
+        "the refused record was not written"
+    );
+    within(fluvio.consumer_offsets()).await?;
+    Ok(())
+}
