@@ -56,6 +56,9 @@ async fn producer_and_consumer_recover_from_an_spu_restart_on_the_same_port() ->
     assert!(partitions
         .iter()
         .all(|p| p.status.resolution == PartitionResolution::Online));
+    // A restarted SPU refuses produces until it leads its partitions again
+    // (see the warm-up test); these records are sent once it does.
+    tokio::time::sleep(fluvio_testbed::DEFAULT_SPU_RESTART_WARMUP + Duration::from_millis(200)).await;
 
     for value in &sent[10..] {
         within(producer.send(RecordKey::NULL, value.clone())).await?;
