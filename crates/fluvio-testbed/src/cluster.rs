@@ -24,6 +24,9 @@ use crate::{profile, sc, spu};
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// The real SC's `FLV_TOPIC_WAIT` default.
 pub const DEFAULT_TOPIC_PROVISION_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a restarted SPU is not yet the leader of its partitions (a real
+/// 0.18.1 SPU answered NotLeaderForPartition for about 1.3 s after a restart).
+pub const DEFAULT_SPU_RESTART_WARMUP: Duration = Duration::from_secs(1);
 /// Largest frame accepted before the connection is closed.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
 
@@ -38,6 +41,7 @@ pub struct TestClusterBuilder {
     max_request_bytes: u64,
     max_frame_bytes: usize,
     topic_provision_timeout: Duration,
+    spu_restart_warmup: Duration,
     profile_path: Option<PathBuf>,
 }
 
@@ -52,6 +56,7 @@ impl Default for TestClusterBuilder {
             max_request_bytes: u64::from(STORAGE_MAX_REQUEST_SIZE),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             topic_provision_timeout: DEFAULT_TOPIC_PROVISION_TIMEOUT,
+            spu_restart_warmup: DEFAULT_SPU_RESTART_WARMUP,
             profile_path: None,
         }
     }
@@ -97,6 +102,15 @@ impl TestClusterBuilder {
     /// How long a create waits for its partitions (default 90 s, then TopicNotProvisioned).
     pub fn topic_provision_timeout(mut self, timeout: Duration) -> Self {
         self.topic_provision_timeout = timeout;
+        self
+    }
+
+    /// How long an SPU started again by [`TestCluster::start_spu`] is not yet
+    /// the leader of its partitions (default 1 s, as a real SPU loading its
+    /// replicas from the SC): Produce answers NotLeaderForPartition and
+    /// FetchConsumerOffsets PartitionNotLeader meanwhile.
+    pub fn spu_restart_warmup(mut self, warmup: Duration) -> Self {
+        self.spu_restart_warmup = warmup;
         self
     }
 
@@ -156,6 +170,7 @@ impl Servers {
             max_request_bytes: options.max_request_bytes,
             max_frame_bytes: options.max_frame_bytes,
             topic_provision_timeout: options.topic_provision_timeout,
+            spu_restart_warmup: options.spu_restart_warmup,
         }));
         let (spu, spu_addr) = start_spu(&shared, SocketAddr::new(options.host, options.spu_port)).await?;
         {
@@ -192,6 +207,8 @@ impl Servers {
         }
         let (server, _) = start_spu(&self.shared, self.spu_addr).await?;
         *slot = Some(server);
+        let warmup = self.shared.config.spu_restart_warmup;
+        self.shared.lock().begin_spu_warmup(warmup);
         if self.shared.lock().set_spu_online(true) {
             self.shared.signal_topic_change();
         }

@@ -32,7 +32,7 @@ mod state;
 mod versions;
 
 pub use cluster::{
-    TestCluster, TestClusterBuilder, DEFAULT_MAX_FRAME_BYTES, DEFAULT_RETENTION_INTERVAL,
+    TestCluster, TestClusterBuilder, DEFAULT_MAX_FRAME_BYTES, DEFAULT_RETENTION_INTERVAL, DEFAULT_SPU_RESTART_WARMUP,
     DEFAULT_TOPIC_PROVISION_TIMEOUT,
 };
 pub use inspect::{BatchInfo, PartitionBounds, StoredRecord};

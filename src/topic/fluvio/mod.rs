@@ -131,13 +131,20 @@ impl FluvioBackend {
     /// Creates the topic unless it exists.
     pub async fn ensure_topic(&self, topic: &TopicDefinition) -> Result<()> {
         let name = topic.name().to_string();
-        if !self.topic_exists(&name).await? {
-            let admin = self.fluvio.admin().await;
-            admin
-                .create(name.clone(), false, topic.spec())
-                .await
-                .with_context(|| format!("creating topic {name}"))?;
-            tracing::info!(topic = %name, "created topic");
+        if self.topic_exists(&name).await? {
+            return Ok(());
+        }
+        let admin = self.fluvio.admin().await;
+        match admin.create(name.clone(), false, topic.spec()).await {
+            Ok(()) => tracing::info!(topic = %name, "created topic"),
+            // The source and the sink both create `<topic>-dlq` at start; the
+            // one that loses the race is told TopicAlreadyExists. A real SC
+            // answers a create only once the partitions are provisioned, so
+            // the window is wide there.
+            Err(error) if self.topic_exists(&name).await.unwrap_or(false) => {
+                tracing::info!(topic = %name, %error, "topic created meanwhile by another process");
+            }
+            Err(error) => return Err(error.context(format!("creating topic {name}"))),
         }
         Ok(())
     }
@@ -279,11 +286,7 @@ impl FluvioBackend {
 
     /// Every consumer's stored offset on `topic`.
     pub async fn consumers(&self, topic: &str) -> Result<Vec<ConsumerPosition>> {
-        let offsets = self
-            .fluvio
-            .consumer_offsets()
-            .await
-            .context("listing consumer offsets")?;
+        let offsets = consumer_offsets(&self.fluvio).await?;
         let mut positions: Vec<ConsumerPosition> = offsets
             .into_iter()
             .filter(|o| o.topic == topic && o.offset >= 0)
@@ -305,9 +308,34 @@ impl FluvioBackend {
     }
 }
 
+/// Every stored consumer offset. A real SPU that has just restarted answers
+/// "the partition is not a leader" until it has loaded `consumer-offset-0`
+/// from the SC (about a second); a sink starting then must not die of it.
+async fn consumer_offsets(fluvio: &Fluvio) -> Result<Vec<fluvio::consumer::ConsumerOffset>> {
+    let deadline = std::time::Instant::now() + CONSUMER_OFFSETS_PATIENCE;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match fluvio.consumer_offsets().await {
+            Ok(offsets) => return Ok(offsets),
+            Err(error) if std::time::Instant::now() < deadline => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "listing consumer offsets failed; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => return Err(error.context("listing consumer offsets")),
+        }
+    }
+}
+
+/// How long [`consumer_offsets`] keeps trying.
+const CONSUMER_OFFSETS_PATIENCE: Duration = Duration::from_secs(30);
+
 /// The stored offsets of `consumer` on `topic`, by partition.
 pub(crate) async fn committed_offsets(fluvio: &Fluvio, topic: &str, consumer: &str) -> Result<HashMap<u32, u64>> {
-    let offsets = fluvio.consumer_offsets().await.context("listing consumer offsets")?;
+    let offsets = consumer_offsets(fluvio).await?;
     Ok(offsets
         .into_iter()
         .filter(|o| o.consumer_id == consumer && o.topic == topic && o.offset >= 0)
@@ -394,14 +422,24 @@ impl TopicWriter for FluvioWriter {
 
     async fn append(&self, records: Vec<NewRecord>) -> Result<()> {
         let outcome: Result<()> = async {
+            let mut outputs = Vec::with_capacity(records.len());
             for record in records {
                 let key = record.key.map_or(RecordKey::NULL, |k| RecordKey::from(k.to_vec()));
-                self.producer
+                let output = self
+                    .producer
                     .send(key, record.value.to_vec())
                     .await
                     .context("queueing a record")?;
+                outputs.push(output);
             }
-            self.producer.flush().await.context("flushing the producer")
+            self.producer.flush().await.context("flushing the producer")?;
+            // `flush()` is Ok even when the SPU refused a batch: the error code
+            // (NotLeaderForPartition from an SPU that has just restarted,
+            // MessageTooLarge…) reaches only each record's output.
+            for output in outputs {
+                output.wait().await.context("the SPU refused a record batch")?;
+            }
+            Ok(())
         }
         .await;
         if outcome.is_err() {
@@ -584,5 +622,82 @@ mod tests {
             missing.to_string().contains("no SmartModule named lake/audit@0.3.0"),
             "{missing}"
         );
+    }
+
+    /// The source and the sink both ensure `<topic>-dlq` at start, each on its
+    /// own connection: both must succeed whichever creates it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_processes_ensuring_one_topic_both_succeed() {
+        let cluster = fluvio_testbed::TestCluster::start().await.expect("test cluster");
+        let config = FluvioClusterConfig::new(cluster.sc_endpoint());
+        let mut backends = Vec::new();
+        for _ in 0..2 {
+            let fluvio = Fluvio::connect_with_config(&config).await.expect("connect");
+            backends.push(FluvioBackend {
+                fluvio: Arc::new(fluvio),
+            });
+        }
+        for round in 0..10 {
+            let topic = TopicDefinition::Name(format!("shared-{round}-dlq"));
+            // Both look the topic up before either creates it.
+            let (first, second) = tokio::join!(backends[0].ensure_topic(&topic), backends[1].ensure_topic(&topic));
+            first.expect("first process");
+            second.expect("second process");
+        }
+    }
+
+    /// A restarted SPU refuses produces (NotLeaderForPartition) for a while;
+    /// an append that returns Ok must have stored its records.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_that_returns_ok_is_stored_across_an_spu_restart() {
+        let cluster = fluvio_testbed::TestCluster::builder()
+            .spu_restart_warmup(Duration::from_secs(3))
+            .start()
+            .await
+            .expect("test cluster");
+        let config = FluvioClusterConfig::new(cluster.sc_endpoint());
+        let fluvio = Fluvio::connect_with_config(&config).await.expect("connect");
+        let backend = FluvioBackend {
+            fluvio: Arc::new(fluvio),
+        };
+        backend
+            .ensure_topic(&TopicDefinition::Name("restarted".to_string()))
+            .await
+            .expect("topic");
+        let writer = backend
+            .writer("restarted", &ProducerSettings::default())
+            .await
+            .expect("writer");
+        let record = |i: usize| NewRecord {
+            key: Some(bytes::Bytes::from(format!("k{i}"))),
+            value: bytes::Bytes::from(format!("v{i}")),
+        };
+        writer.append(vec![record(0)]).await.expect("before the restart");
+        cluster.stop_spu().await.expect("stop");
+        cluster.start_spu().await.expect("start");
+        let mut acknowledged = vec!["k0".to_string()];
+        let mut refused = 0;
+        let started = std::time::Instant::now();
+        let mut i = 1;
+        while started.elapsed() < Duration::from_secs(6) {
+            match tokio::time::timeout(Duration::from_secs(10), writer.append(vec![record(i)])).await {
+                Ok(Ok(())) => acknowledged.push(format!("k{i}")),
+                Ok(Err(_)) | Err(_) => refused += 1,
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stored: std::collections::HashSet<String> = cluster
+            .records("restarted", 0)
+            .expect("records")
+            .into_iter()
+            .filter_map(|r| r.key.map(|k| String::from_utf8_lossy(&k).into_owned()))
+            .collect();
+        let lost: Vec<&String> = acknowledged.iter().filter(|k| !stored.contains(*k)).collect();
+        assert!(
+            lost.is_empty(),
+            "acknowledged but not stored: {lost:?} ({refused} appends refused)"
+        );
+        assert!(acknowledged.len() > 1, "appends succeed again after the warm-up");
     }
 }

@@ -208,6 +208,10 @@ where
 fn status_of(name: String, result: Result<(), ErrorCode>) -> Status {
     match result {
         Ok(()) => Status::new_ok(name),
+        // The real SC words every missing object's answer this way.
+        Err(code @ (ErrorCode::TopicNotFound | ErrorCode::SmartModuleNotFound { .. })) => {
+            Status::new(name, code, Some("not found".to_owned()))
+        }
         Err(code) => Status::new(name, code, None),
     }
 }

@@ -122,19 +122,26 @@ impl Connection {
             Some(filter) => (filter.replica_id, filter.consumer_id),
             None => (None, None),
         };
-        let consumers = self
-            .shared
-            .lock()
-            .consumer_offsets(replica.as_ref(), consumer_id.as_deref())
-            .into_iter()
-            .map(|(replica, consumer_id, stored)| {
-                ConsumerOffset::new(consumer_id, replica, stored.offset, stored.modified_time)
-            })
-            .collect();
-        let response = FetchConsumerOffsetsResponse {
-            error_code: ErrorCode::None,
-            consumers,
+        let state = self.shared.lock();
+        // A restarted SPU has not loaded `consumer-offset-0` yet.
+        let error_code = if state.spu_warming_up() {
+            ErrorCode::PartitionNotLeader
+        } else {
+            ErrorCode::None
         };
+        let consumers = if error_code == ErrorCode::None {
+            state
+                .consumer_offsets(replica.as_ref(), consumer_id.as_deref())
+                .into_iter()
+                .map(|(replica, consumer_id, stored)| {
+                    ConsumerOffset::new(consumer_id, replica, stored.offset, stored.modified_time)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        drop(state);
+        let response = FetchConsumerOffsetsResponse { error_code, consumers };
         self.reply(header, &response)
     }
 }

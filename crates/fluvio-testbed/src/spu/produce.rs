@@ -66,6 +66,10 @@ impl Connection {
                 return response;
             }
         };
+        if self.shared.lock().spu_warming_up() {
+            response.error_code = ErrorCode::NotLeaderForPartition;
+            return response;
+        }
         let max_request_bytes = self.shared.config.max_request_bytes;
         let appended = self.shared.lock().produce(&key, &batches, max_request_bytes);
         match appended {

@@ -38,6 +38,7 @@ pub(crate) struct Config {
     pub(crate) max_request_bytes: u64,
     pub(crate) max_frame_bytes: usize,
     pub(crate) topic_provision_timeout: Duration,
+    pub(crate) spu_restart_warmup: Duration,
 }
 
 /// State plus the signals waiters use.
@@ -109,6 +110,8 @@ pub(crate) struct State {
     watchers: Watchers,
     /// Added to the clock for retention, so tests can age segments.
     clock_skew: Duration,
+    /// Until when a restarted SPU is not yet the leader of its partitions.
+    spu_leader_from: Option<Instant>,
 }
 
 impl State {
@@ -126,9 +129,20 @@ impl State {
             consumer_offsets: BTreeMap::new(),
             watchers: Watchers::new(),
             clock_skew: Duration::ZERO,
+            spu_leader_from: None,
         };
         state.create_system_topic();
         state
+    }
+
+    /// A restarted SPU leads nothing for `warmup` (wall clock).
+    pub(crate) fn begin_spu_warmup(&mut self, warmup: Duration) {
+        self.spu_leader_from = Some(Instant::now() + warmup);
+    }
+
+    /// Whether the SPU is still loading its replicas after a restart.
+    pub(crate) fn spu_warming_up(&self) -> bool {
+        self.spu_leader_from.is_some_and(|from| Instant::now() < from)
     }
 
     /// The clock retention runs on.

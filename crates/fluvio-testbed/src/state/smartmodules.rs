@@ -21,10 +21,7 @@ impl State {
     ) -> Result<String, (ErrorCode, String)> {
         let key = match &spec.meta {
             Some(meta) if !meta.package.is_valid() => {
-                return Err((
-                    ErrorCode::SmartModuleError,
-                    "SmartModule package name and group must not be empty".to_owned(),
-                ))
+                return Err((ErrorCode::SmartModuleError, "invalid SmartModule package".to_owned()))
             }
             Some(meta) => meta.store_id(),
             None => name.to_owned(),

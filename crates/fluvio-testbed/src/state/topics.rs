@@ -42,10 +42,13 @@ impl State {
     pub(crate) fn create_topic(&mut self, name: &str, spec: TopicSpec, dry_run: bool) -> Result<CreateOutcome, Status> {
         let refuse = |code: ErrorCode, message: String| Err(Status::new(name.to_owned(), code, Some(message)));
         if let Err(e) = validate_resource_name(name) {
-            return refuse(ErrorCode::TopicInvalidName, format!("invalid topic name '{name}': {e}"));
+            return refuse(
+                ErrorCode::TopicInvalidName,
+                format!("Invalid topic name: '{name}'. {e}"),
+            );
         }
         if self.topics.contains_key(name) {
-            return refuse(ErrorCode::TopicAlreadyExists, format!("topic '{name}' already exists"));
+            return refuse(ErrorCode::TopicAlreadyExists, format!("Topic '{name}' already exists"));
         }
         if let Some(problem) = spec.validate_config() {
             return refuse(ErrorCode::TopicInvalidConfiguration, problem);

@@ -56,6 +56,9 @@ async fn producer_and_consumer_recover_from_an_spu_restart_on_the_same_port() ->
     assert!(partitions
         .iter()
         .all(|p| p.status.resolution == PartitionResolution::Online));
+    // A restarted SPU refuses produces until it leads its partitions again
+    // (see the warm-up test); these records are sent once it does.
+    tokio::time::sleep(fluvio_testbed::DEFAULT_SPU_RESTART_WARMUP + Duration::from_millis(200)).await;
 
     for value in &sent[10..] {
         within(producer.send(RecordKey::NULL, value.clone())).await?;
@@ -105,5 +108,46 @@ async fn the_sc_can_restart_too() -> anyhow::Result<()> {
     let again = connect(&cluster).await?;
     let topics = within(again.admin().await.all::<fluvio::metadata::topic::TopicSpec>()).await?;
     assert_eq!(topics.len(), 1);
+    Ok(())
+}
+
+/// A restarted SPU leads nothing until it has loaded its replicas, as a real
+/// one: produces are refused with NotLeaderForPartition (seen only through
+/// `wait()`; `flush()` is Ok) and consumer offsets with PartitionNotLeader.
+#[tokio::test]
+async fn a_restarted_spu_is_not_the_leader_during_its_warmup() -> anyhow::Result<()> {
+    crate::support::init_logs();
+    let cluster = fluvio_testbed::TestCluster::builder()
+        .spu_restart_warmup(Duration::from_secs(3))
+        .start()
+        .await?;
+    let fluvio = connect(&cluster).await?;
+    create_topic(&fluvio, "warm", 1).await?;
+    let producer = within(fluvio.topic_producer("warm")).await?;
+    within(producer.send(RecordKey::NULL, "before")).await?;
+    within(producer.flush()).await?;
+    cluster.stop_spu().await?;
+    cluster.start_spu().await?;
+    let offsets_error = within(fluvio.consumer_offsets())
+        .await
+        .expect_err("offsets during the warm-up");
+    assert!(
+        format!("{offsets_error:#}").contains("not a leader"),
+        "{offsets_error:#}"
+    );
+    let output = within(producer.send(RecordKey::NULL, "during")).await?;
+    within(producer.flush()).await?;
+    let refused = within(output.wait()).await.expect_err("refused during the warm-up");
+    assert!(format!("{refused:#}").contains("not the leader"), "{refused:#}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    producer.clear_errors().await;
+    let output = within(producer.send(RecordKey::NULL, "after")).await?;
+    within(producer.flush()).await?;
+    assert_eq!(
+        within(output.wait()).await?.offset(),
+        1,
+        "the refused record was not written"
+    );
+    within(fluvio.consumer_offsets()).await?;
     Ok(())
 }

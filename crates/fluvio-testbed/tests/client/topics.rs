@@ -247,3 +247,45 @@ async fn partition_status_reports_bounds_after_writes() -> anyhow::Result<()> {
     assert!(partitions.iter().all(|p| p.spec.leader == cluster.spu_id()));
     Ok(())
 }
+
+/// The refusals read as a real 0.18.1 SC words them (seen on a local cluster
+/// built from the fetched sources).
+#[tokio::test]
+async fn refusals_carry_the_real_sc_messages() -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let fluvio = connect(&cluster).await?;
+    let admin = fluvio.admin().await;
+    let message = |error: anyhow::Error| match error.downcast_ref::<fluvio_sc_schema::ApiError>() {
+        Some(fluvio_sc_schema::ApiError::Code(code, message)) => (Some(code.clone()), message.clone()),
+        _ => (None, None),
+    };
+    create_topic(&fluvio, "taken", 1).await?;
+    let again = within(admin.create("taken".to_owned(), false, TopicSpec::new_computed(1, 1, None)))
+        .await
+        .expect_err("exists");
+    assert_eq!(
+        message(again),
+        (
+            Some(ErrorCode::TopicAlreadyExists),
+            Some("Topic 'taken' already exists".to_owned())
+        )
+    );
+    let bad = within(admin.create("Bad_Name".to_owned(), false, TopicSpec::new_computed(1, 1, None)))
+        .await
+        .expect_err("invalid");
+    let (code, text) = message(bad);
+    assert_eq!(code, Some(ErrorCode::TopicInvalidName));
+    assert!(
+        text.as_deref()
+            .is_some_and(|t| t.starts_with("Invalid topic name: 'Bad_Name'. ")),
+        "{text:?}"
+    );
+    let missing = within(admin.delete::<TopicSpec>("absent".to_owned()))
+        .await
+        .expect_err("missing");
+    assert_eq!(
+        message(missing),
+        (Some(ErrorCode::TopicNotFound), Some("not found".to_owned()))
+    );
+    Ok(())
+}
