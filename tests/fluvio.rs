@@ -106,6 +106,40 @@ async fn replay_reads_its_whole_range_through_an_spu_restart() {
     );
 }
 
+/// On a real SC a partition's `base_offset` stays 0 after retention deleted
+/// segments (the test cluster does the same): a replay from offset 0 must
+/// start at the log start the SPU reports, read everything retention left,
+/// and exit 0, not wait for records that no longer exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_after_retention_reads_what_is_left() {
+    let topic = TopicSpec {
+        partitions: 1,
+        retention: "10s",
+        segment_size: Some("256KiB"),
+    };
+    let d = Deployment::start(Setup::new(3_000, 1, topic)).await;
+    let source = d.spawn(Role::Source);
+    d.wait_topic_keys(1, 3_000, Duration::from_secs(60)).await;
+    assert_eq!(source.terminate(Duration::from_secs(10)), Some(0));
+    d.cluster.advance_clock(Duration::from_secs(3_600));
+    let removed = d.cluster.run_retention();
+    let bounds = d.cluster.partition_bounds(TOPIC, 0).expect("partition");
+    assert!(
+        removed > 0 && bounds.start > 0,
+        "retention deleted the oldest segments: {bounds:?}"
+    );
+    let left = bounds.end - bounds.start;
+    let (code, stderr) = replay(&d, &["--from-offset", "0"], || async {}).await;
+    eprintln!("replay after retention removed {removed} records: exit {code:?}\n{stderr}");
+    assert_eq!(code, Some(0), "a replay of what retention left succeeds");
+    assert!(
+        stderr.contains(&format!("read {left} of {left} records")),
+        "the replay reads from the log start ({}) to the end ({}): {stderr}",
+        bounds.start,
+        bounds.end
+    );
+}
+
 /// Issue 8 must-show: replay by offset and by time deliver exactly the
 /// records of the range, and say so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use fluvio::consumer::{ConsumerStream, Record};
+use fluvio::consumer::{ConsumerConfigExtBuilder, ConsumerStream, Record};
 use fluvio::dataplane::link::ErrorCode;
 use fluvio::metadata::objects::Metadata;
 use fluvio::metadata::partition::PartitionSpec;
@@ -24,9 +24,10 @@ use fluvio::metadata::smartmodule::SmartModuleSpec;
 use fluvio::metadata::topic::config::TopicConfig;
 use fluvio::metadata::topic::TopicSpec;
 use fluvio::{
-    Compression, Fluvio, FluvioClusterConfig, FluvioError, RecordKey, TopicProducerConfig, TopicProducerConfigBuilder,
-    TopicProducerPool,
+    Compression, Fluvio, FluvioClusterConfig, FluvioError, Offset, RecordKey, TopicProducerConfig,
+    TopicProducerConfigBuilder, TopicProducerPool,
 };
+use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::config::units;
@@ -553,7 +554,8 @@ impl Patience {
     }
 }
 
-/// Bounds of every partition of `topic`, from the cluster's partition status.
+/// Bounds of every partition of `topic`: the end from the cluster's
+/// partition status, the log start from the SPU itself.
 pub(crate) async fn partition_bounds(fluvio: &Fluvio, topic: &str) -> Result<Vec<PartitionBounds>> {
     let admin = fluvio.admin().await;
     let partitions = admin.all::<PartitionSpec>().await.context("listing partitions")?;
@@ -564,13 +566,48 @@ pub(crate) async fn partition_bounds(fluvio: &Fluvio, topic: &str) -> Result<Vec
             let number: u32 = p.name.strip_prefix(&prefix)?.parse().ok()?;
             Some(PartitionBounds {
                 partition: number,
-                first: u64::try_from(p.status.base_offset).unwrap_or(0),
+                first: 0,
                 next: u64::try_from(p.status.leader.leo).unwrap_or(0),
             })
         })
         .collect();
     bounds.sort_by_key(|b| b.partition);
+    for b in &mut bounds {
+        b.first = log_start(fluvio, topic, b.partition, b.next).await?;
+    }
     Ok(bounds)
+}
+
+/// Frame size of the log-start probe: many whole producer batches (16 KiB),
+/// so the first frame always holds the first record.
+const LOG_START_PROBE_BYTES: i32 = 1024 * 1024;
+/// How long the probe waits for the SPU's first frame.
+const LOG_START_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The offset of the oldest record retention has left in a partition.
+/// A real SC's `base_offset` stays 0 after retention deletes segments, so
+/// the start is read from the SPU: a stream from the beginning resolves it.
+async fn log_start(fluvio: &Fluvio, topic: &str, partition: u32, next: u64) -> Result<u64> {
+    if next == 0 {
+        return Ok(0);
+    }
+    let config = ConsumerConfigExtBuilder::default()
+        .topic(topic)
+        .partition(partition)
+        .offset_start(Offset::beginning())
+        .max_bytes(LOG_START_PROBE_BYTES)
+        .disable_continuous(true)
+        .build()
+        .map_err(|e| anyhow!("consumer config: {e}"))?;
+    let context = || format!("reading the log start of topic {topic} partition {partition}");
+    let mut stream = fluvio.consumer_with_config(config).await.with_context(context)?;
+    match tokio::time::timeout(LOG_START_PATIENCE, stream.next()).await {
+        Ok(Some(Ok(record))) => u64::try_from(record.offset()).with_context(context),
+        Ok(Some(Err(e))) => Err(anyhow!("{e}")).with_context(context),
+        // Nothing left below the end: retention deleted every record.
+        Ok(None) => Ok(next),
+        Err(_) => bail!("{}: no answer for {LOG_START_PATIENCE:?}", context()),
+    }
 }
 
 #[cfg(test)]

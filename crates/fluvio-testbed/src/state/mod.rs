@@ -251,7 +251,9 @@ impl State {
                 replicas: Vec::new(),
                 size: i64::try_from(partition.log.size()).unwrap_or(i64::MAX),
                 is_being_deleted: false,
-                base_offset: partition.log.start(),
+                // The real SC leaves it at 0 after retention deletes segments;
+                // only FetchOffsets and a stream from the beginning see the start.
+                base_offset: 0,
             },
         }
     }
