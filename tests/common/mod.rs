@@ -511,22 +511,14 @@ impl Harness {
 
     /// Every (id, eventData) the Falcon emulator's events map to, with default parameters.
     pub async fn expected(&self) -> BTreeMap<String, String> {
-        let mapper = falcon_lake::audit::Mapper::new(falcon_lake::audit::MappingParams::default());
-        let mut expected = BTreeMap::new();
+        let mut events = Vec::new();
         let partitions = self.falcon.state.partitions.len() as u32;
         for partition in 0..partitions {
             for (offset, line) in self.falcon_control.falcon_events(partition).await {
-                let key = falcon_lake::audit::SourceKey::new(partition, offset).encode();
-                let ctx = falcon_lake::audit::RecordContext {
-                    key: Some(&key),
-                    timestamp_ms: 0,
-                };
-                if let falcon_lake::audit::Outcome::Emit(audit) = mapper.map(&ctx, line.as_bytes()) {
-                    expected.insert(audit.id, audit.event_data);
-                }
+                events.push((partition, offset, line));
             }
         }
-        expected
+        expected_audit_events(events)
     }
 
     /// Ids the CloudTrail emulator stored and how often.
@@ -576,4 +568,22 @@ impl Harness {
             .await
             .expect("records")
     }
+}
+
+/// The (id, eventData) of the audit events that Falcon events (partition,
+/// offset, line) map to with the module's default parameters.
+pub fn expected_audit_events(events: impl IntoIterator<Item = (u32, u64, String)>) -> BTreeMap<String, String> {
+    let mapper = falcon_lake::audit::Mapper::new(falcon_lake::audit::MappingParams::default());
+    let mut expected = BTreeMap::new();
+    for (partition, offset, line) in events {
+        let key = falcon_lake::audit::SourceKey::new(partition, offset).encode();
+        let ctx = falcon_lake::audit::RecordContext {
+            key: Some(&key),
+            timestamp_ms: 0,
+        };
+        if let falcon_lake::audit::Outcome::Emit(audit) = mapper.map(&ctx, line.as_bytes()) {
+            expected.insert(audit.id, audit.event_data);
+        }
+    }
+    expected
 }

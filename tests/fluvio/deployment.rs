@@ -417,19 +417,7 @@ transforms:
     /// The audit events (id → eventData) the emulator's events map to with the
     /// module's default parameters.
     pub async fn expected(&self) -> BTreeMap<String, String> {
-        let mapper = falcon_lake::audit::Mapper::new(falcon_lake::audit::MappingParams::default());
-        let mut expected = BTreeMap::new();
-        for (partition, offset, line) in self.falcon_events().await {
-            let key = falcon_lake::audit::SourceKey::new(partition, offset).encode();
-            let ctx = falcon_lake::audit::RecordContext {
-                key: Some(&key),
-                timestamp_ms: 0,
-            };
-            if let falcon_lake::audit::Outcome::Emit(audit) = mapper.map(&ctx, line.as_bytes()) {
-                expected.insert(audit.id, audit.event_data);
-            }
-        }
-        expected
+        common::expected_audit_events(self.falcon_events().await)
     }
 
     /// The audit event ids `records` (raw topic records) map to with the
