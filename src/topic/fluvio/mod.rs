@@ -282,6 +282,7 @@ impl FluvioBackend {
         FluvioTopic {
             backend: self.clone(),
             name: topic.to_string(),
+            log_starts: Arc::default(),
         }
     }
 
@@ -451,16 +452,53 @@ impl TopicWriter for FluvioWriter {
     }
 }
 
+/// How long a topic inspector reuses the log starts it read: the sink asks
+/// for bounds every second (lag gauge) and each log start costs a stream per
+/// partition; retention only moves them forward, so a stale one at most
+/// overstates the lag for this long.
+const LOG_START_REFRESH: Duration = Duration::from_secs(30);
+
+/// Log starts per partition and when they were read.
+type LogStarts = Option<(std::time::Instant, HashMap<u32, u64>)>;
+
 /// Inspects one topic.
 #[derive(Clone)]
 pub struct FluvioTopic {
     backend: FluvioBackend,
     name: String,
+    log_starts: Arc<std::sync::Mutex<LogStarts>>,
+}
+
+impl FluvioTopic {
+    /// The log starts read less than LOG_START_REFRESH ago, if they cover `bounds`.
+    fn cached_log_starts(&self, bounds: &[PartitionBounds]) -> Option<HashMap<u32, u64>> {
+        let cache = self.log_starts.lock().unwrap_or_else(|e| e.into_inner());
+        let (read_at, starts) = cache.as_ref()?;
+        let covers = bounds.iter().all(|b| starts.contains_key(&b.partition));
+        (read_at.elapsed() < LOG_START_REFRESH && covers).then(|| starts.clone())
+    }
 }
 
 impl TopicInspect for FluvioTopic {
     async fn bounds(&self) -> Result<Vec<PartitionBounds>> {
-        partition_bounds(&self.backend.fluvio, &self.name).await
+        let fluvio = &self.backend.fluvio;
+        let mut bounds = partition_ends(fluvio, &self.name).await?;
+        let starts = match self.cached_log_starts(&bounds) {
+            Some(starts) => starts,
+            None => {
+                let mut starts = HashMap::new();
+                for b in &bounds {
+                    starts.insert(b.partition, log_start(fluvio, &self.name, b.partition, b.next).await?);
+                }
+                *self.log_starts.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((std::time::Instant::now(), starts.clone()));
+                starts
+            }
+        };
+        for b in &mut bounds {
+            b.first = starts.get(&b.partition).copied().unwrap_or(0).min(b.next);
+        }
+        Ok(bounds)
     }
 
     async fn read_range(&self, partition: u32, from: u64, to: u64) -> Result<Vec<TopicRecord>> {
@@ -557,6 +595,16 @@ impl Patience {
 /// Bounds of every partition of `topic`: the end from the cluster's
 /// partition status, the log start from the SPU itself.
 pub(crate) async fn partition_bounds(fluvio: &Fluvio, topic: &str) -> Result<Vec<PartitionBounds>> {
+    let mut bounds = partition_ends(fluvio, topic).await?;
+    for b in &mut bounds {
+        b.first = log_start(fluvio, topic, b.partition, b.next).await?;
+    }
+    Ok(bounds)
+}
+
+/// Every partition of `topic` with its end from the cluster's partition
+/// status; `first` is left at 0 for the caller to fill in.
+async fn partition_ends(fluvio: &Fluvio, topic: &str) -> Result<Vec<PartitionBounds>> {
     let admin = fluvio.admin().await;
     let partitions = admin.all::<PartitionSpec>().await.context("listing partitions")?;
     let prefix = format!("{topic}-");
@@ -572,9 +620,6 @@ pub(crate) async fn partition_bounds(fluvio: &Fluvio, topic: &str) -> Result<Vec
         })
         .collect();
     bounds.sort_by_key(|b| b.partition);
-    for b in &mut bounds {
-        b.first = log_start(fluvio, topic, b.partition, b.next).await?;
-    }
     Ok(bounds)
 }
 
