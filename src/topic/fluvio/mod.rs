@@ -636,6 +636,26 @@ async fn log_start(fluvio: &Fluvio, topic: &str, partition: u32, next: u64) -> R
     if next == 0 {
         return Ok(0);
     }
+    // The SPU may be away (restarting) while the SC answers: wait for it as
+    // the range reads do, instead of failing a connector's start.
+    let started = tokio::time::Instant::now();
+    loop {
+        match read_log_start(fluvio, topic, partition, next).await {
+            Ok(first) => return Ok(first),
+            Err(e) if started.elapsed() < RANGE_PATIENCE => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "reading a partition's log start: trying again"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.context(format!("for {RANGE_PATIENCE:?}"))),
+        }
+    }
+}
+
+/// One attempt of `log_start`.
+async fn read_log_start(fluvio: &Fluvio, topic: &str, partition: u32, next: u64) -> Result<u64> {
     let config = ConsumerConfigExtBuilder::default()
         .topic(topic)
         .partition(partition)
