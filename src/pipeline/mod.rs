@@ -3,6 +3,7 @@
 //! CloudTrail), and what they need: offset tracking, dead letters, cursor
 //! recovery, metrics and shutdown.
 
+pub mod commits;
 pub mod deadletter;
 pub mod embedded;
 pub mod metrics;

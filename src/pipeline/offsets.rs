@@ -18,6 +18,17 @@ pub fn max_per_partition(offsets: impl IntoIterator<Item = (u32, u64)>) -> Vec<(
     max.into_iter().collect()
 }
 
+/// A settled prefix of one partition, ready to commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// The topic partition.
+    pub partition: u32,
+    /// Its last settled offset.
+    pub offset: u64,
+    /// Raw records of the partition the offset covers.
+    pub records: usize,
+}
+
 /// One raw record read and not yet committed.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -69,19 +80,22 @@ impl OffsetTracker {
         self.records.get_mut(index)
     }
 
-    /// Removes the settled prefix; returns the offsets to commit per partition
-    /// and how many records they cover.
-    pub fn take_committable(&mut self) -> Option<(Vec<(u32, u64)>, usize)> {
-        let mut last: BTreeMap<u32, u64> = BTreeMap::new();
-        let mut count = 0;
+    /// Removes the settled prefix; returns, per partition, the offset to
+    /// commit and how many records it covers.
+    pub fn take_committable(&mut self) -> Vec<Settled> {
+        let mut last: BTreeMap<u32, Settled> = BTreeMap::new();
         while let Some(record) = self.records.front().filter(|r| r.events == 0).copied() {
             self.records.pop_front();
             self.first_id += 1;
-            count += 1;
-            let entry = last.entry(record.partition).or_insert(record.offset);
-            *entry = (*entry).max(record.offset);
+            let entry = last.entry(record.partition).or_insert(Settled {
+                partition: record.partition,
+                offset: record.offset,
+                records: 0,
+            });
+            entry.offset = entry.offset.max(record.offset);
+            entry.records += 1;
         }
-        (count > 0).then(|| (last.into_iter().collect(), count))
+        last.into_values().collect()
     }
 
     /// Raw records read and not yet taken for a commit.
@@ -99,6 +113,14 @@ impl OffsetTracker {
 mod tests {
     use super::*;
 
+    fn settled(partition: u32, offset: u64, records: usize) -> Settled {
+        Settled {
+            partition,
+            offset,
+            records,
+        }
+    }
+
     #[test]
     fn commits_only_a_settled_prefix() {
         let mut t = OffsetTracker::default();
@@ -111,17 +133,17 @@ mod tests {
         assert_eq!((a, b, c), (0, 10, 20));
         assert_eq!(t.uncommitted(), 35);
         t.settle(b + 3);
-        assert_eq!(t.take_committable(), None, "record 0 is still open");
+        assert_eq!(t.take_committable(), Vec::<Settled>::new(), "record 0 is still open");
         t.settle(a);
         assert_eq!(
             t.take_committable(),
-            Some((vec![(0, 8)], 9)),
+            [settled(0, 8, 9)],
             "the prefix up to the record still open"
         );
         t.settle(a + 9);
         assert_eq!(
             t.take_committable(),
-            Some((vec![(0, 29), (1, 4)], 26)),
+            [settled(0, 29, 21), settled(1, 4, 5)],
             "everything settled"
         );
         assert!(t.is_empty());
@@ -133,15 +155,15 @@ mod tests {
         let mut t = OffsetTracker::default();
         let a = t.open([(0, 0), (0, 1)]);
         t.hold(a + 1);
-        assert_eq!(t.take_committable(), Some((vec![(0, 0)], 1)));
+        assert_eq!(t.take_committable(), [settled(0, 0, 1)]);
         let b = t.open([(0, 2)]);
         assert_eq!(b, 2);
         t.hold(b);
         t.settle(a + 1);
-        assert_eq!(t.take_committable(), Some((vec![(0, 1)], 1)));
+        assert_eq!(t.take_committable(), [settled(0, 1, 1)]);
         t.settle(b);
         t.settle(b);
-        assert_eq!(t.take_committable(), Some((vec![(0, 2)], 1)));
+        assert_eq!(t.take_committable(), [settled(0, 2, 1)]);
         t.settle(b);
         t.hold(99);
         assert!(t.is_empty(), "settling a committed or unknown id changes nothing");
@@ -151,7 +173,7 @@ mod tests {
     fn records_without_events_commit_at_once() {
         let mut t = OffsetTracker::default();
         t.open((0..6).map(|o| (0, o)));
-        assert_eq!(t.take_committable(), Some((vec![(0, 5)], 6)));
-        assert_eq!(t.take_committable(), None);
+        assert_eq!(t.take_committable(), [settled(0, 5, 6)]);
+        assert_eq!(t.take_committable(), Vec::<Settled>::new());
     }
 }

@@ -4,7 +4,8 @@
 //! Three parts run concurrently: a reader task that holds one permit per raw
 //! record read and not yet durably committed (the window), the chain on its
 //! own thread, and this loop, which hands events to the publisher, writes dead
-//! letters, and commits the settled prefix as soon as it grows. Permits come
+//! letters, and hands the settled prefix to the commits as soon as it grows
+//! (`commits.rs`: they run beside the loop, never holding it up). Permits come
 //! back only once a commit is durable, so however long commits fail, a crash
 //! re-delivers at most `sink.window` records: duplicates, never losses. A stage
 //! that panics or ends unexpectedly stops the sink with an error naming it.
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::sections::SinkConfig;
+use crate::pipeline::commits::{Commits, Durable};
 use crate::pipeline::deadletter::{DeadLetter, Origin, Stage};
 use crate::pipeline::metrics::PipelineMetrics;
 use crate::pipeline::offsets::{max_per_partition, OffsetTracker};
@@ -38,10 +40,8 @@ use crate::transform::{ChainOutput, InputRecord, TransformChain};
 const READ_WAIT: Duration = Duration::from_millis(200);
 /// How often the consumer lag is measured.
 const LAG_INTERVAL: Duration = Duration::from_secs(1);
-/// First delay before a failed commit is tried again; doubles up to the max.
-const COMMIT_RETRY_FIRST: Duration = Duration::from_millis(100);
-/// Longest delay between commit attempts.
-const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long the commits still running may take once the drain time is up.
+const COMMIT_FINISH: Duration = Duration::from_secs(5);
 
 /// The transform stage as the sink drives it: a batch of raw records in, the
 /// emitted records and per-record failures out. [`TransformChain`] is the one
@@ -168,8 +168,8 @@ where
 
 /// A started sink: its stages running, the loop's state and channels.
 struct Running<'a, C, D, I> {
-    state: SinkLoop,
-    io: LoopIo<'a, C, D, I>,
+    state: SinkLoop<'a, C>,
+    io: LoopIo<'a, D, I>,
     transformed: mpsc::Receiver<Transformed>,
     settled: mpsc::Receiver<Settlement<SinkToken>>,
     publisher: JoinHandle<Result<(), FatalError>>,
@@ -214,7 +214,7 @@ impl<'a, C: OffsetCommitter, D: TopicWriter, I: TopicInspect> Running<'a, C, D, 
             outbox: VecDeque::new(),
             publish: Some(publish_tx),
             publisher_ended_early: false,
-            commits: Commits::default(),
+            commits: Commits::new(parts.committer),
             progress,
             reads,
             stages: Stages {
@@ -226,7 +226,6 @@ impl<'a, C: OffsetCommitter, D: TopicWriter, I: TopicInspect> Running<'a, C, D, 
             topic: parts.topic,
         };
         let io = LoopIo {
-            committer: parts.committer,
             dead_letters: parts.dead_letters,
             inspect: parts.inspect,
         };
@@ -424,46 +423,20 @@ impl Stages {
 }
 
 /// What the loop writes to.
-struct LoopIo<'a, C, D, I> {
-    committer: Option<&'a C>,
+struct LoopIo<'a, D, I> {
     dead_letters: &'a D,
     inspect: Option<&'a I>,
 }
 
-/// Settled offsets on their way to a durable commit.
-#[derive(Debug)]
-struct Commits {
-    /// Offsets taken from the tracker and not yet durable.
-    offsets: Option<Vec<(u32, u64)>>,
-    /// Raw records those offsets cover; their window permits come back once durable.
-    records: usize,
-    /// After a failure, when to try again.
-    retry_at: Option<Instant>,
-    backoff: Backoff,
-    failures: u32,
-}
-
-impl Default for Commits {
-    fn default() -> Self {
-        Self {
-            offsets: None,
-            records: 0,
-            retry_at: None,
-            backoff: Backoff::new(COMMIT_RETRY_FIRST, COMMIT_RETRY_MAX),
-            failures: 0,
-        }
-    }
-}
-
 /// The sink loop's state.
-struct SinkLoop {
+struct SinkLoop<'a, C> {
     tracker: OffsetTracker,
     outbox: VecDeque<PublishItem<SinkToken>>,
     /// Closed on shutdown, so the publisher finishes what it has and ends.
     publish: Option<mpsc::Sender<PublishItem<SinkToken>>>,
     /// The publisher ended while its input was still open.
     publisher_ended_early: bool,
-    commits: Commits,
+    commits: Commits<'a, C>,
     progress: Progress,
     reads: Arc<AtomicU64>,
     stages: Stages,
@@ -472,11 +445,11 @@ struct SinkLoop {
     topic: String,
 }
 
-impl SinkLoop {
+impl<C: OffsetCommitter> SinkLoop<'_, C> {
     #[allow(clippy::too_many_arguments)]
-    async fn run<C: OffsetCommitter, D: TopicWriter, I: TopicInspect>(
+    async fn run<D: TopicWriter, I: TopicInspect>(
         &mut self,
-        io: &LoopIo<'_, C, D, I>,
+        io: &LoopIo<'_, D, I>,
         settings: &SinkConfig,
         transformed: &mut mpsc::Receiver<Transformed>,
         settled: &mut mpsc::Receiver<Settlement<SinkToken>>,
@@ -506,7 +479,8 @@ impl SinkLoop {
                     // fatal error or a panic (which the caller reports).
                     None => {
                         self.publisher_ended_early = self.publish.is_some();
-                        self.commit(io.committer, true).await;
+                        let until = draining_until.unwrap_or_else(|| Instant::now() + settings.drain_timeout);
+                        self.finish_commits(until).await;
                         return Ok(SinkEnd::Stopped { abandoned: self.abandoned() });
                     }
                 },
@@ -531,20 +505,24 @@ impl SinkLoop {
                 }
                 // Wakes an idle loop so the lag gauge follows the topic's end.
                 _ = tokio::time::sleep_until(lag_checked + LAG_INTERVAL), if draining_until.is_none() => {}
-                _ = sleep_until(self.commits.retry_at), if self.commits.retry_at.is_some() => {}
+                durable = self.commits.next(), if self.commits.is_busy() => {
+                    if let Some(durable) = durable {
+                        self.durable(durable);
+                    }
+                }
                 _ = sleep_until(draining_until), if draining_until.is_some() => {
-                    self.commit(io.committer, true).await;
+                    self.finish_commits(Instant::now() + COMMIT_FINISH).await;
                     let abandoned = self.abandoned();
                     tracing::warn!(abandoned, "drain time is up; unsettled records stay uncommitted and are read again on restart");
                     return Ok(SinkEnd::Stopped { abandoned });
                 }
             }
-            self.commit(io.committer, false).await;
+            self.take_settled();
             if lag_checked.elapsed() >= LAG_INTERVAL {
                 self.update_progress(io.inspect).await;
                 lag_checked = Instant::now();
             }
-            let settled_all = self.tracker.is_empty() && self.commits.offsets.is_none();
+            let settled_all = self.tracker.is_empty() && self.commits.is_idle();
             if !input_open && settled_all && self.outbox.is_empty() {
                 return Ok(SinkEnd::Finished);
             }
@@ -565,7 +543,7 @@ impl SinkLoop {
 
     /// Raw records read and not durably committed.
     fn abandoned(&self) -> usize {
-        self.tracker.uncommitted() + self.commits.records
+        self.tracker.uncommitted() + self.commits.pending()
     }
 
     /// Tracks a transformed batch's records and queues its events.
@@ -637,7 +615,7 @@ impl SinkLoop {
         // Dead letters are durable before their records can be committed (the
         // loop commits only after this returns).
         if !letters.is_empty() {
-            self.write_dead_letters(dead_letters, letters).await;
+            write_dead_letters(dead_letters, letters, &self.metrics).await;
         }
         self.metrics.uncommitted.set(self.abandoned() as i64);
         Ok(())
@@ -675,66 +653,36 @@ impl SinkLoop {
         }
         // Dead letters are durable before their events count as settled.
         if !letters.is_empty() {
-            self.write_dead_letters(dead_letters, letters).await;
+            write_dead_letters(dead_letters, letters, &self.metrics).await;
         }
         for settlement in batch {
             self.tracker.settle(settlement.token.record);
         }
     }
 
-    async fn write_dead_letters<D: TopicWriter>(&self, dead_letters: &D, letters: Vec<DeadLetter>) {
-        let count = letters.len() as u64;
-        let limit = dead_letters.max_record_bytes();
-        let records = letters.into_iter().map(|letter| letter.into_record(limit)).collect();
-        append_until_done(dead_letters, records, "dead-letter topic").await;
-        self.metrics.dead_letters_written.add(count);
-    }
-
-    /// Takes the settled prefix and commits it; permits come back only once the
-    /// commit is durable. A failed commit is retried with back-off (at once
-    /// when `now`, at shutdown) and the reader holds at the window meanwhile.
-    async fn commit<C: OffsetCommitter>(&mut self, committer: Option<&C>, now: bool) {
-        if let Some((offsets, records)) = self.tracker.take_committable() {
-            let pending = self.commits.offsets.take().unwrap_or_default();
-            self.commits.offsets = Some(max_per_partition(pending.into_iter().chain(offsets)));
-            self.commits.records += records;
+    /// Hands the settled prefix to the commits; permits come back only once a
+    /// commit of it is durable, so while commits fail the reader holds at
+    /// the window.
+    fn take_settled(&mut self) {
+        let settled = self.tracker.take_committable();
+        if let Some(durable) = self.commits.settled(settled) {
+            self.durable(durable);
         }
-        self.try_commit(committer, now).await;
         self.metrics.uncommitted.set(self.abandoned() as i64);
     }
 
-    async fn try_commit<C: OffsetCommitter>(&mut self, committer: Option<&C>, now: bool) {
-        let Some(offsets) = self.commits.offsets.as_ref() else {
-            return;
-        };
-        if let Some(committer) = committer {
-            if !now && self.commits.retry_at.is_some_and(|at| at > Instant::now()) {
-                return;
-            }
-            if let Err(e) = committer.commit(offsets).await {
-                let delay = self.commits.backoff.next_delay();
-                self.commits.failures += 1;
-                self.commits.retry_at = Some(Instant::now() + delay);
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    records = self.commits.records,
-                    failures = self.commits.failures,
-                    retry_ms = delay.as_millis() as u64,
-                    "committing offsets failed; reading holds at sink.window until a commit succeeds"
-                );
-                return;
-            }
-            self.progress.committed(offsets);
-            if self.commits.failures > 0 {
-                tracing::info!(failures = self.commits.failures, "committing offsets works again");
-            }
-        }
-        self.permits.add_permits(self.commits.records);
-        self.commits.offsets = None;
-        self.commits.records = 0;
-        self.commits.retry_at = None;
-        self.commits.failures = 0;
-        self.commits.backoff.reset();
+    /// Books offsets made durable.
+    fn durable(&mut self, durable: Durable) {
+        self.progress.committed(&durable.offsets);
+        self.permits.add_permits(durable.records);
+        self.metrics.uncommitted.set(self.abandoned() as i64);
+    }
+
+    /// At shutdown: commits what is settled, waiting at most until `until`.
+    async fn finish_commits(&mut self, until: Instant) {
+        self.take_settled();
+        let durable = self.commits.finish(until).await;
+        self.durable(durable);
     }
 
     /// Measures each partition's lag and stall state for `/metrics` and `/health`.
@@ -753,6 +701,15 @@ impl SinkLoop {
             ),
         }
     }
+}
+
+/// Writes dead letters until they are durable.
+async fn write_dead_letters<D: TopicWriter>(dead_letters: &D, letters: Vec<DeadLetter>, metrics: &PipelineMetrics) {
+    let count = letters.len() as u64;
+    let limit = dead_letters.max_record_bytes();
+    let records = letters.into_iter().map(|letter| letter.into_record(limit)).collect();
+    append_until_done(dead_letters, records, "dead-letter topic").await;
+    metrics.dead_letters_written.add(count);
 }
 
 /// An emitted record as an audit event: key = id, value = eventData (UTF-8).

@@ -366,6 +366,22 @@ impl TestCluster {
         self.servers.shared.lock().spu_online()
     }
 
+    /// Holds back every stream-fetch frame of one partition, as a slow or
+    /// distant replica would, until [`TestCluster::release_fetches`]:
+    /// consumers of that partition see no records meanwhile, others are served.
+    pub fn hold_fetches(&self, topic: &str, partition: u32) {
+        self.servers
+            .shared
+            .hold_fetches(ReplicaKey::new(topic, partition), true);
+    }
+
+    /// Lets a partition's held frames go.
+    pub fn release_fetches(&self, topic: &str, partition: u32) {
+        self.servers
+            .shared
+            .hold_fetches(ReplicaKey::new(topic, partition), false);
+    }
+
     /// Runs retention now; returns the number of records removed.
     pub fn run_retention(&self) -> i64 {
         self.servers.shared.lock().run_retention()

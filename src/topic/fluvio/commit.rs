@@ -16,7 +16,7 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use super::reader::{classify, grown, Seen, DEFAULT_MAX_BYTES};
-use super::{committed_offsets, partition_bounds, RecordStream};
+use super::{committed_offsets, partition_log_start, RecordStream};
 use crate::topic::OffsetCommitter;
 
 /// Reopens at one offset before a commit fails.
@@ -31,12 +31,17 @@ struct Lagging {
     max_bytes: u64,
 }
 
+/// One partition's lagging stream, once opened; locked while it commits.
+type LaggingSlot = Arc<Mutex<Option<Lagging>>>;
+
 /// Commits exact offsets through lagging per-partition streams.
 pub struct FluvioCommitter {
     fluvio: Arc<Fluvio>,
     topic: String,
     consumer: String,
-    lagging: Mutex<HashMap<u32, Lagging>>,
+    /// Each partition locked on its own, so commits of other partitions
+    /// need not wait for a slow one.
+    lagging: std::sync::Mutex<HashMap<u32, LaggingSlot>>,
 }
 
 impl std::fmt::Debug for FluvioCommitter {
@@ -55,7 +60,7 @@ impl FluvioCommitter {
             fluvio,
             topic: topic.to_string(),
             consumer: consumer.to_string(),
-            lagging: Mutex::new(HashMap::new()),
+            lagging: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -65,11 +70,7 @@ impl FluvioCommitter {
     /// for seconds, holding the sink); the next commit past the log start
     /// stores the position.
     async fn open(&self, partition: u32, from: u64, max_bytes: u64) -> Result<Lagging> {
-        let first = partition_bounds(&self.fluvio, &self.topic)
-            .await?
-            .into_iter()
-            .find(|b| b.partition == partition)
-            .map_or(0, |b| b.first);
+        let first = partition_log_start(&self.fluvio, &self.topic, partition).await?;
         if from < first {
             bail!(
                 "partition {partition}: record {from} was deleted by the topic's retention (log start {first}) before \
@@ -160,36 +161,37 @@ impl FluvioCommitter {
     }
 }
 
+impl FluvioCommitter {
+    fn slot(&self, partition: u32) -> LaggingSlot {
+        let mut all = self.lagging.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(partition).or_default().clone()
+    }
+
+    /// Commits one partition through its slot.
+    async fn commit_one(&self, partition: u32, offset: u64) -> Result<()> {
+        let slot = self.slot(partition);
+        let mut held = slot.lock().await;
+        // A failed stream may stay broken (an SPU restart closes its
+        // session: "sending into a closed channel" on every flush) and may
+        // have advanced without a flush: it is dropped, and the next commit
+        // opens a fresh one at its offset.
+        let lagging = self.commit_partition(held.take(), partition, offset).await?;
+        *held = Some(lagging);
+        Ok(())
+    }
+}
+
 impl OffsetCommitter for FluvioCommitter {
     /// Partitions are committed side by side: each is a round trip or more,
     /// and one after another they made a commit of 3 partitions take up to
     /// half a second.
     async fn commit(&self, offsets: &[(u32, u64)]) -> Result<()> {
         let started = std::time::Instant::now();
-        let mut all = self.lagging.lock().await;
-        let work: Vec<_> = offsets
+        let work = offsets
             .iter()
-            .map(|&(partition, offset)| {
-                let taken = all.remove(&partition);
-                async move { (partition, self.commit_partition(taken, partition, offset).await) }
-            })
-            .collect();
-        let mut failed = None;
-        for (partition, outcome) in futures::future::join_all(work).await {
-            match outcome {
-                Ok(lagging) => {
-                    all.insert(partition, lagging);
-                }
-                // A failed stream may stay broken (an SPU restart closes its
-                // session: "sending into a closed channel" on every flush) and
-                // may have advanced without a flush: it is dropped, and the
-                // next commit opens a fresh one at its offset.
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = failed {
+            .map(|&(partition, offset)| self.commit_one(partition, offset));
+        let outcomes = futures::future::join_all(work).await;
+        if let Some(e) = outcomes.into_iter().find_map(|o| o.err()) {
             return Err(e);
         }
         tracing::debug!(
@@ -207,5 +209,81 @@ impl OffsetCommitter for FluvioCommitter {
             .collect();
         offsets.sort_unstable();
         Ok(offsets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use fluvio::metadata::topic::TopicSpec;
+    use fluvio::FluvioClusterConfig;
+
+    use super::*;
+    use crate::audit::SourceKey;
+    use crate::topic::fluvio::{FluvioBackend, ProducerSettings};
+    use crate::topic::{NewRecord, TopicWriter};
+
+    /// Waits until `done` holds, for at most `patience`.
+    async fn eventually(patience: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let started = Instant::now();
+        while !done() {
+            if started.elapsed() > patience {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Issue 8 §10: a partition whose commit is slow (its replica slow or far
+    /// away) must not hold back the others' commits, or a kill re-sends every
+    /// partition's settled records instead of that one's. Before, partitions
+    /// were committed one after another.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_partition_does_not_hold_back_the_others_commits() {
+        let cluster = fluvio_testbed::TestCluster::start().await.expect("test cluster");
+        let config = FluvioClusterConfig::new(cluster.sc_endpoint());
+        let fluvio = Arc::new(Fluvio::connect_with_config(&config).await.expect("connect"));
+        fluvio
+            .admin()
+            .await
+            .create("slow".to_string(), false, TopicSpec::new_computed(2, 1, None))
+            .await
+            .expect("topic");
+        let backend = FluvioBackend { fluvio: fluvio.clone() };
+        let writer = backend
+            .falcon_writer("slow", &ProducerSettings::default())
+            .await
+            .expect("writer");
+        let records = (0..20u64)
+            .map(|i| NewRecord {
+                key: Some(SourceKey::new((i % 2) as u32, i).encode().into()),
+                value: bytes::Bytes::from(format!("event {i}")),
+            })
+            .collect();
+        writer.append(records).await.expect("append");
+        let committer = Arc::new(FluvioCommitter::new(fluvio, "slow", "sink"));
+        cluster.hold_fetches("slow", 0);
+        let commit = tokio::spawn({
+            let committer = committer.clone();
+            async move { committer.commit(&[(0, 9), (1, 9)]).await }
+        });
+        let other_committed = eventually(Duration::from_secs(30), || {
+            cluster.consumer_offset("slow", 1, "sink") == Some(9)
+        })
+        .await;
+        assert_eq!(cluster.consumer_offset("slow", 0, "sink"), None, "partition 0 is held");
+        cluster.release_fetches("slow", 0);
+        assert!(
+            other_committed,
+            "partition 1's offset was not stored while partition 0's commit was held"
+        );
+        let result = tokio::time::timeout(Duration::from_secs(60), commit)
+            .await
+            .expect("the commit ends once partition 0 is served")
+            .expect("commit task");
+        result.expect("commit");
+        assert_eq!(cluster.consumer_offset("slow", 0, "sink"), Some(9));
     }
 }

@@ -103,6 +103,11 @@ impl std::fmt::Debug for FluvioBackend {
 }
 
 impl FluvioBackend {
+    /// A backend over a client already connected.
+    pub fn from_client(fluvio: Arc<Fluvio>) -> Self {
+        Self { fluvio }
+    }
+
     /// Connects with the current profile; `client_id` is what the cluster sees
     /// (`fluvio_connector_<name>` for connectors).
     pub async fn connect(client_id: &str) -> Result<Self> {
@@ -600,6 +605,17 @@ pub(crate) async fn partition_bounds(fluvio: &Fluvio, topic: &str) -> Result<Vec
         b.first = log_start(fluvio, topic, b.partition, b.next).await?;
     }
     Ok(bounds)
+}
+
+/// The log start of one partition of `topic` (0 for a partition the cluster
+/// does not list). Only that partition's SPU is asked: a slow one elsewhere
+/// does not hold it up.
+pub(crate) async fn partition_log_start(fluvio: &Fluvio, topic: &str, partition: u32) -> Result<u64> {
+    let ends = partition_ends(fluvio, topic).await?;
+    match ends.iter().find(|b| b.partition == partition) {
+        Some(b) => log_start(fluvio, topic, partition, b.next).await,
+        None => Ok(0),
+    }
 }
 
 /// Every partition of `topic` with its end from the cluster's partition

@@ -100,7 +100,7 @@ struct FetchStream {
 impl FetchStream {
     async fn run(self, from: i64, mut acks: mpsc::UnboundedReceiver<i64>, mut leo: watch::Receiver<i64>) {
         // Where the client stands while nothing is in flight.
-        let mut position = match self.send_back(from) {
+        let mut position = match self.send_back(from).await {
             Sent::Ended => return,
             Sent::Idle => Some(from),
             Sent::Records => None,
@@ -114,7 +114,7 @@ impl FetchStream {
                         position = Some(next);
                         continue;
                     }
-                    position = match self.send_back(next) {
+                    position = match self.send_back(next).await {
                         Sent::Ended => return,
                         Sent::Idle => Some(next),
                         Sent::Records => None,
@@ -127,7 +127,7 @@ impl FetchStream {
                     }
                     let end = *leo.borrow_and_update();
                     let Some(at) = position.filter(|at| end > *at) else { continue };
-                    position = match self.send_back(at) {
+                    position = match self.send_back(at).await {
                         Sent::Ended => return,
                         Sent::Idle => Some(at),
                         Sent::Records => None,
@@ -137,8 +137,10 @@ impl FetchStream {
         }
     }
 
-    /// Sends what the log holds from `from`.
-    fn send_back(&self, from: i64) -> Sent {
+    /// Sends what the log holds from `from`, once the partition's frames are
+    /// not held back.
+    async fn send_back(&self, from: i64) -> Sent {
+        self.shared.fetches_released(&self.replica).await;
         let found = {
             let state = self.shared.lock();
             state

@@ -9,7 +9,7 @@ mod smartmodules;
 mod topics;
 pub(crate) mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Bumped when any topic's status changes; topic creates wait on it.
     topic_changes: signal::Sender<u64>,
+    /// Partitions whose stream-fetch frames are held back (a slow replica).
+    held_fetches: signal::Sender<BTreeSet<ReplicaKey>>,
 }
 
 impl Shared {
@@ -57,7 +59,26 @@ impl Shared {
             config,
             state: Mutex::new(state),
             topic_changes: signal::Sender::new(0),
+            held_fetches: signal::Sender::new(BTreeSet::new()),
         }
+    }
+
+    /// Holds back (or lets go) the stream-fetch frames of `replica`.
+    pub(crate) fn hold_fetches(&self, replica: ReplicaKey, held: bool) {
+        self.held_fetches.send_modify(|set| {
+            if held {
+                set.insert(replica);
+            } else {
+                set.remove(&replica);
+            }
+        });
+    }
+
+    /// Returns once frames of `replica` may be sent.
+    pub(crate) async fn fetches_released(&self, replica: &ReplicaKey) {
+        let mut held = self.held_fetches.subscribe();
+        // The sender lives as long as `self`, so waiting cannot fail.
+        let _ = held.wait_for(|set| !set.contains(replica)).await;
     }
 
     /// Locks the state, recovering it if a panicking thread poisoned the lock.
