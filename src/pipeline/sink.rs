@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -33,7 +35,7 @@ use crate::pipeline::offsets::{max_per_partition, OffsetTracker};
 use crate::pipeline::progress::Progress;
 use crate::pipeline::source::append_until_done;
 use crate::publish::{FatalError, Outcome, PublishItem, Publisher, Settlement};
-use crate::topic::{OffsetCommitter, TopicInspect, TopicReader, TopicRecord, TopicWriter};
+use crate::topic::{OffsetCommitter, PartitionBounds, TopicInspect, TopicReader, TopicRecord, TopicWriter};
 use crate::transform::{ChainOutput, InputRecord, TransformChain};
 
 /// How long a read waits for new records before looking again.
@@ -460,7 +462,9 @@ impl<C: OffsetCommitter> SinkLoop<'_, C> {
         let mut draining_until: Option<Instant> = None;
         let mut input_open = true;
         let mut lag_checked = Instant::now();
-        self.update_progress(io.inspect).await;
+        // The gauge's read runs beside the loop: against a cluster whose SPU
+        // is away it can take a minute, and delivery must not wait for it.
+        let mut bounds_read = start_bounds_read(io.inspect);
         loop {
             let publish = self.publish.clone();
             tokio::select! {
@@ -472,6 +476,12 @@ impl<C: OffsetCommitter> SinkLoop<'_, C> {
                     self.publish = None;
                     draining_until = Some(Instant::now() + settings.drain_timeout);
                     self.metrics.set_stage("sink", "draining");
+                }
+                // Before the busy branches, which would otherwise starve it.
+                durable = self.commits.next(), if self.commits.is_busy() => {
+                    if let Some(durable) = durable {
+                        self.durable(durable);
+                    }
                 }
                 first = settled.recv() => match first {
                     Some(first) => self.settlements(first, settled, io.dead_letters).await,
@@ -503,13 +513,12 @@ impl<C: OffsetCommitter> SinkLoop<'_, C> {
                         self.publish = None;
                     }
                 }
-                // Wakes an idle loop so the lag gauge follows the topic's end.
-                _ = tokio::time::sleep_until(lag_checked + LAG_INTERVAL), if draining_until.is_none() => {}
-                durable = self.commits.next(), if self.commits.is_busy() => {
-                    if let Some(durable) = durable {
-                        self.durable(durable);
-                    }
+                bounds = next_bounds(&mut bounds_read), if bounds_read.is_some() => {
+                    bounds_read = None;
+                    self.update_progress(bounds);
                 }
+                // Wakes an idle loop so the lag gauge follows the topic's end.
+                _ = tokio::time::sleep_until(lag_checked + LAG_INTERVAL), if draining_until.is_none() && bounds_read.is_none() => {}
                 _ = sleep_until(draining_until), if draining_until.is_some() => {
                     self.finish_commits(Instant::now() + COMMIT_FINISH).await;
                     let abandoned = self.abandoned();
@@ -518,8 +527,8 @@ impl<C: OffsetCommitter> SinkLoop<'_, C> {
                 }
             }
             self.take_settled();
-            if lag_checked.elapsed() >= LAG_INTERVAL {
-                self.update_progress(io.inspect).await;
+            if bounds_read.is_none() && lag_checked.elapsed() >= LAG_INTERVAL {
+                bounds_read = start_bounds_read(io.inspect);
                 lag_checked = Instant::now();
             }
             let settled_all = self.tracker.is_empty() && self.commits.is_idle();
@@ -685,10 +694,10 @@ impl<C: OffsetCommitter> SinkLoop<'_, C> {
         self.durable(durable);
     }
 
-    /// Measures each partition's lag and stall state for `/metrics` and `/health`.
-    async fn update_progress<I: TopicInspect>(&mut self, inspect: Option<&I>) {
-        let Some(inspect) = inspect else { return };
-        match inspect.bounds().await {
+    /// Each partition's lag and stall state for `/metrics` and `/health`,
+    /// from the topic's bounds.
+    fn update_progress(&mut self, bounds: Result<Vec<PartitionBounds>>) {
+        match bounds {
             Ok(bounds) => {
                 let partitions = self
                     .progress
@@ -700,6 +709,21 @@ impl<C: OffsetCommitter> SinkLoop<'_, C> {
                 "reading the topic's bounds for the lag gauge failed"
             ),
         }
+    }
+}
+
+/// A read of the topic's bounds for the lag gauge, running beside the loop.
+type BoundsRead<'a> = BoxFuture<'a, Result<Vec<PartitionBounds>>>;
+
+fn start_bounds_read<I: TopicInspect>(inspect: Option<&I>) -> Option<BoundsRead<'_>> {
+    inspect.map(|inspect| inspect.bounds().boxed())
+}
+
+/// The bounds read's result; pending while there is none.
+async fn next_bounds(read: &mut Option<BoundsRead<'_>>) -> Result<Vec<PartitionBounds>> {
+    match read {
+        Some(read) => read.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 

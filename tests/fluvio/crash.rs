@@ -122,7 +122,7 @@ async fn wait_for_a_store(d: &Deployment, before: u64, kills: usize) {
             Instant::now() < deadline,
             "no delivery within 120 s after {kills} kills\nsource log tail:\n{}\nsink log tail:\n{}",
             tail(&d.log(Role::Source), 20),
-            tail(&d.log(Role::Sink), 20)
+            tail(&d.log(Role::Sink), 80)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -283,7 +283,7 @@ async fn retention_while_running(d: &Deployment, round: &Round, tally: &mut Tall
     assert!(
         !d.log(Role::Sink).contains(RETENTION_ERROR),
         "a sink ahead of retention loses nothing:\n{}",
-        tail(&d.log(Role::Sink), 20)
+        tail(&d.log(Role::Sink), 80)
     );
     eprintln!(
         "retention while running: {} records removed (log start {first}), the sink ahead of it lost nothing",

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use super::reader::{classify, grown, Seen, DEFAULT_MAX_BYTES};
-use super::{committed_offsets, partition_log_start, RecordStream};
+use super::{committed_offsets, open_consumer, partition_log_start, RecordStream};
 use crate::topic::OffsetCommitter;
 
 /// Reopens at one offset before a commit fails.
@@ -86,13 +86,11 @@ impl FluvioCommitter {
             .max_bytes(i32::try_from(max_bytes).unwrap_or(i32::MAX))
             .build()
             .map_err(|e| anyhow!("consumer config: {e}"))?;
-        let stream = self
-            .fluvio
-            .consumer_with_config(config)
+        let stream = open_consumer(&self.fluvio, config)
             .await
             .context("opening the committing stream")?;
         Ok(Lagging {
-            stream: Box::pin(stream),
+            stream,
             seen: None,
             flushed: None,
             max_bytes,

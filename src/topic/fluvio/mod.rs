@@ -639,6 +639,22 @@ async fn partition_ends(fluvio: &Fluvio, topic: &str) -> Result<Vec<PartitionBou
     Ok(bounds)
 }
 
+/// How long opening a stream may take. On a socket an SPU's restart left
+/// stale the client waits out its 60 s socket timeout instead of failing.
+const STREAM_OPEN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Opens a consumer stream, failing after [`STREAM_OPEN_PATIENCE`] so the
+/// caller's retry (a fresh attempt) comes sooner than the client's own.
+pub(crate) async fn open_consumer(
+    fluvio: &Fluvio,
+    config: fluvio::consumer::ConsumerConfigExt,
+) -> Result<RecordStream> {
+    match tokio::time::timeout(STREAM_OPEN_PATIENCE, fluvio.consumer_with_config(config)).await {
+        Ok(stream) => Ok(Box::pin(stream?)),
+        Err(_) => bail!("the SPU did not open the stream within {STREAM_OPEN_PATIENCE:?}"),
+    }
+}
+
 /// Frame size of the log-start probe: many whole producer batches (16 KiB),
 /// so the first frame always holds the first record.
 const LOG_START_PROBE_BYTES: i32 = 1024 * 1024;
@@ -681,12 +697,18 @@ async fn read_log_start(fluvio: &Fluvio, topic: &str, partition: u32, next: u64)
         .build()
         .map_err(|e| anyhow!("consumer config: {e}"))?;
     let context = || format!("reading the log start of topic {topic} partition {partition}");
-    let mut stream = fluvio.consumer_with_config(config).await.with_context(context)?;
-    match tokio::time::timeout(LOG_START_PATIENCE, stream.next()).await {
-        Ok(Some(Ok(record))) => u64::try_from(record.offset()).with_context(context),
-        Ok(Some(Err(e))) => Err(anyhow!("{e}")).with_context(context),
+    // Opening the stream too: on a socket the SPU's restart left stale, the
+    // client waits out its 60 s socket timeout.
+    let first = async {
+        let mut stream = open_consumer(fluvio, config).await.with_context(context)?;
+        Ok::<_, anyhow::Error>(stream.next().await)
+    };
+    match tokio::time::timeout(LOG_START_PATIENCE, first).await {
+        Ok(Ok(Some(Ok(record)))) => u64::try_from(record.offset()).with_context(context),
+        Ok(Ok(Some(Err(e)))) => Err(anyhow!("{e}")).with_context(context),
         // Nothing left below the end: retention deleted every record.
-        Ok(None) => Ok(next),
+        Ok(Ok(None)) => Ok(next),
+        Ok(Err(e)) => Err(e),
         Err(_) => bail!("{}: no answer for {LOG_START_PATIENCE:?}", context()),
     }
 }

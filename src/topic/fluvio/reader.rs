@@ -26,7 +26,7 @@ use fluvio::dataplane::link::ErrorCode;
 use fluvio::{Fluvio, Offset};
 use futures::{FutureExt, StreamExt};
 
-use super::{partition_bounds, RecordStream};
+use super::{open_consumer, partition_bounds, RecordStream};
 use crate::topic::{PartitionBounds, TopicReader, TopicRecord};
 
 /// Fetch size a reader starts with. A frame is cut only when more than this
@@ -486,11 +486,9 @@ pub async fn open_stream(
         .disable_continuous(!continuous)
         .build()
         .map_err(|e| anyhow!("consumer config: {e}"))?;
-    let stream = fluvio
-        .consumer_with_config(config)
+    open_consumer(fluvio, config)
         .await
-        .with_context(|| format!("reading topic {topic} partition {partition} from offset {from}"))?;
-    Ok(Box::pin(stream))
+        .with_context(|| format!("reading topic {topic} partition {partition} from offset {from}"))
 }
 
 fn to_topic_record(partition: u32, offset: u64, record: &Record) -> TopicRecord {
