@@ -71,7 +71,16 @@ fn with_recipient(event_data: &str, account: &str) -> String {
     let trimmed = event_data.trim_start();
     let rest = trimmed.strip_prefix('{').unwrap_or(trimmed);
     let separator = if rest.trim_start().starts_with('}') { "" } else { "," };
-    format!("{{\"recipientAccountId\":\"{account}\"{separator}{rest}")
+    // Sized up front: built with `format!`, the body grew (and was copied)
+    // several times per event.
+    let head = "{\"recipientAccountId\":\"";
+    let mut body = String::with_capacity(head.len() + account.len() + 1 + separator.len() + rest.len());
+    body.push_str(head);
+    body.push_str(account);
+    body.push('"');
+    body.push_str(separator);
+    body.push_str(rest);
+    body
 }
 
 /// Splits a batch into requests in which every id appears once (CloudTrail

@@ -312,14 +312,24 @@ fn write_string_content(out: &mut String, value: &str) {
 
 /// Length of `value` once written by [`write_string`].
 pub fn escaped_len(value: &str) -> usize {
-    2 + value
-        .bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' => 2,
-            0x00..=0x1f => 6,
-            _ => 1,
-        })
-        .sum::<usize>()
+    // Branch-free per byte and summed in 16-bit lanes (at most 5 per byte), so
+    // that it vectorises: the request builder sizes every event with it.
+    let extra: usize = value
+        .as_bytes()
+        .chunks(8_192)
+        .map(|chunk| usize::from(chunk.iter().fold(0u16, |sum, &b| sum + escape_extra(b))))
+        .sum();
+    2 + value.len() + extra
+}
+
+/// Bytes escaping adds to `b`: 1 for `"`, `\\`, `\n`, `\r`, `\t`; 5 for other
+/// control characters (`\u00XX`).
+#[inline]
+fn escape_extra(b: u8) -> u16 {
+    let quoted = u16::from((b == b'"') | (b == b'\\'));
+    let short = u16::from((b == b'\n') | (b == b'\r') | (b == b'\t'));
+    let control = u16::from(b < 0x20);
+    quoted + control * 5 - short * 4
 }
 
 /// Longest prefix of `value` of at most `max` bytes that ends on a character boundary.
@@ -358,6 +368,7 @@ mod tests {
     #[test]
     fn escapes_like_serde_json() {
         let long = format!("{}\"{}\u{1f}{}", "a".repeat(13), "b".repeat(9), "ü".repeat(11));
+        let all_ascii: String = (0u8..128).map(char::from).collect::<String>().repeat(300);
         for s in [
             "plain",
             "quote\" back\\ nl\n cr\r tab\t",
@@ -368,6 +379,7 @@ mod tests {
             "end\\",
             "0123456789abcdef ",
             &long,
+            &all_ascii,
         ] {
             let mut ours = String::new();
             write_string(&mut ours, s);
