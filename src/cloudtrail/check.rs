@@ -64,9 +64,9 @@ pub fn vouch(event_data: &str) -> Option<Vouched<'_>> {
     serde_json::from_str::<Vouched<'_>>(event_data).ok()
 }
 
-/// Keys serde_json's `Value` parser may treat specially (with its `raw_value`
-/// feature, on here, a map whose first key is the first becomes the JSON its
-/// value spells): never vouched for.
+/// Keys serde_json's `Value` parser may treat specially: with its `raw_value`
+/// feature (on in this build), a map whose first key is `RAW_VALUE_TOKEN`
+/// becomes the JSON its value spells. Never vouched for, wherever they are.
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
