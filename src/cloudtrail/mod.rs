@@ -4,6 +4,7 @@
 //! retries and settlement are the publisher core's (`crate::publish`).
 
 pub mod arn;
+pub mod check;
 pub mod checksum;
 pub mod config;
 pub mod error;

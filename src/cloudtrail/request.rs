@@ -1,12 +1,14 @@
 //! Request building for `PutAuditEvents`: each event checked against the Open
 //! Audit Events schema and completed with `recipientAccountId`, sized as it
 //! will be serialised, and batches split so that no request repeats an id.
+//! The check is [`super::check`]'s single pass; the `Value`-based check of the
+//! audit crate gives the verdict on what that pass does not vouch for.
 
 use std::collections::HashSet;
 
+use super::check::check_event;
 use crate::audit::id::is_valid_id;
 use crate::audit::json::escaped_len;
-use crate::audit::schema::{validate_value, ValidationOptions};
 use crate::publish::{BatchLimits, FatalError, Prepared, Refusal, Submitted};
 
 /// Most events per request (a CloudTrail quota).
@@ -42,11 +44,8 @@ pub fn prepare(event: Submitted<'_>, owner: &str) -> Result<Prepared, Refusal> {
         let message = format!("id {:?} does not match ^[-_A-Za-z0-9]{{1,128}}$", event.id);
         return Err(dead("InvalidId", message));
     }
-    let value: serde_json::Value = serde_json::from_str(event.event_data)
-        .map_err(|e| dead("InvalidData", format!("eventData is not valid JSON: {e}")))?;
-    validate_value(&value, ValidationOptions::AS_EMITTED)
-        .map_err(|v| dead(v.code.as_str(), format!("{}: {}", v.field, v.message)))?;
-    let body = match value.get("recipientAccountId").and_then(|v| v.as_str()) {
+    let recipient = check_event(event.event_data)?;
+    let body = match recipient.as_deref() {
         None => with_recipient(event.event_data, owner),
         Some(account) if account == owner => event.event_data.to_string(),
         Some(account) => {
@@ -72,7 +71,16 @@ fn with_recipient(event_data: &str, account: &str) -> String {
     let trimmed = event_data.trim_start();
     let rest = trimmed.strip_prefix('{').unwrap_or(trimmed);
     let separator = if rest.trim_start().starts_with('}') { "" } else { "," };
-    format!("{{\"recipientAccountId\":\"{account}\"{separator}{rest}")
+    // Sized up front: built with `format!`, the body grew (and was copied)
+    // several times per event.
+    let head = "{\"recipientAccountId\":\"";
+    let mut body = String::with_capacity(head.len() + account.len() + 1 + separator.len() + rest.len());
+    body.push_str(head);
+    body.push_str(account);
+    body.push('"');
+    body.push_str(separator);
+    body.push_str(rest);
+    body
 }
 
 /// Splits a batch into requests in which every id appears once (CloudTrail

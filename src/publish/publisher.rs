@@ -105,7 +105,10 @@ impl Publisher {
             let next_deadline = state.next_deadline(self.linger);
             tokio::select! {
                 item = input.recv(), if state.input_open && state.pending < window && state.pending_bytes < byte_window => match item {
-                    Some(item) => state.accept(&self, item, &settled).await?,
+                    Some(item) => {
+                        state.accept(&self, item, &settled).await?;
+                        state.accept_waiting(&self, &mut input, &settled).await?;
+                    }
                     None => state.input_open = false,
                 },
                 Some(done) = state.in_flight.join_next(), if !state.in_flight.is_empty() => {
@@ -142,6 +145,15 @@ fn internal(message: String) -> FatalError {
         code: "InternalError".to_string(),
         message,
         advice: "report this as a bug".to_string(),
+    }
+}
+
+/// `value` itself when it is not needed again, else a copy.
+fn take_or_clone<V: Clone + Default>(value: &mut V, take: bool) -> V {
+    if take {
+        std::mem::take(value)
+    } else {
+        value.clone()
     }
 }
 
@@ -211,6 +223,30 @@ impl<T: Send + Sync + 'static> LoopState<T> {
             }
             Err(refusal) => self.refuse(publisher, item, refusal, settled).await,
         }
+    }
+
+    /// Accepts what is already waiting on `input`, up to a request's worth and
+    /// within the windows, without a loop turn (and a new timer) per event;
+    /// stops early when a request is ready and a slot is free to send it.
+    async fn accept_waiting(
+        &mut self,
+        publisher: &Publisher,
+        input: &mut mpsc::Receiver<PublishItem<T>>,
+        settled: &mpsc::Sender<Settlement<T>>,
+    ) -> Result<(), FatalError> {
+        let (window, byte_window) = (publisher.window(), publisher.byte_window());
+        for _ in 1..publisher.limits.max_events {
+            let sendable = !self.ready.is_empty() && self.in_flight.len() < publisher.max_in_flight;
+            if sendable || self.pending >= window || self.pending_bytes >= byte_window {
+                break;
+            }
+            match input.try_recv() {
+                Ok(item) => self.accept(publisher, item, settled).await?,
+                // Empty, or closed: the loop's `recv` sees which.
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 
     async fn refuse(
@@ -349,12 +385,18 @@ impl<T: Send + Sync + 'static> LoopState<T> {
         } else {
             publisher.metrics.delivered.add(count);
         }
-        for token in pending.tokens {
+        // The last (usually the only) submission takes the event's strings;
+        // the others get copies.
+        let Prepared { mut id, mut body, .. } = pending.event;
+        let mut outcome = Some(outcome);
+        let last = pending.tokens.len().saturating_sub(1);
+        for (index, token) in pending.tokens.into_iter().enumerate() {
+            let moved = index == last;
             let settlement = Settlement {
                 token,
-                id: pending.event.id.clone(),
-                event_data: dead.then(|| pending.event.body.clone()),
-                outcome: outcome.clone(),
+                id: take_or_clone(&mut id, moved),
+                event_data: dead.then(|| take_or_clone(&mut body, moved)),
+                outcome: take_or_clone(&mut outcome, moved).unwrap_or(Outcome::Delivered { event_id: None }),
             };
             self.send_settlement(settled, settlement).await;
         }

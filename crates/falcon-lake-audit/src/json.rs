@@ -312,14 +312,24 @@ fn write_string_content(out: &mut String, value: &str) {
 
 /// Length of `value` once written by [`write_string`].
 pub fn escaped_len(value: &str) -> usize {
-    2 + value
-        .bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' => 2,
-            0x00..=0x1f => 6,
-            _ => 1,
-        })
-        .sum::<usize>()
+    // Branch-free per byte and summed in 16-bit lanes (at most 5 per byte), so
+    // that it vectorises: the request builder sizes every event with it.
+    let extra: usize = value
+        .as_bytes()
+        .chunks(8_192)
+        .map(|chunk| usize::from(chunk.iter().fold(0u16, |sum, &b| sum + escape_extra(b))))
+        .sum();
+    2 + value.len() + extra
+}
+
+/// Bytes escaping adds to `b`: 1 for `"`, `\\`, `\n`, `\r`, `\t`; 5 for other
+/// control characters (`\u00XX`).
+#[inline]
+fn escape_extra(b: u8) -> u16 {
+    let quoted = u16::from((b == b'"') | (b == b'\\'));
+    let short = u16::from((b == b'\n') | (b == b'\r') | (b == b'\t'));
+    let control = u16::from(b < 0x20);
+    quoted + control * 5 - short * 4
 }
 
 /// Longest prefix of `value` of at most `max` bytes that ends on a character boundary.
@@ -374,6 +384,16 @@ mod tests {
             assert_eq!(ours, serde_json::to_string(s).expect("serialise"));
             assert_eq!(escaped_len(s), ours.len());
         }
+    }
+
+    #[test]
+    fn sizes_every_ascii_byte_as_written() {
+        // Longer than the 8 KiB lanes; \u{8} and \u{c} are written as \u00XX
+        // (serde_json writes \b and \f).
+        let all_ascii: String = (0u8..128).map(char::from).collect::<String>().repeat(300);
+        let mut ours = String::new();
+        write_string(&mut ours, &all_ascii);
+        assert_eq!(escaped_len(&all_ascii), ours.len());
     }
 
     #[test]
