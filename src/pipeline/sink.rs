@@ -33,6 +33,7 @@ use crate::pipeline::deadletter::{DeadLetter, Origin, Stage};
 use crate::pipeline::metrics::PipelineMetrics;
 use crate::pipeline::offsets::{max_per_partition, OffsetTracker};
 use crate::pipeline::progress::Progress;
+use crate::pipeline::shutdown::HARD_DEADLINE;
 use crate::pipeline::source::append_until_done;
 use crate::publish::{FatalError, Outcome, PublishItem, Publisher, Settlement};
 use crate::topic::{OffsetCommitter, PartitionBounds, TopicInspect, TopicReader, TopicRecord, TopicWriter};
@@ -42,8 +43,13 @@ use crate::transform::{ChainOutput, InputRecord, TransformChain};
 const READ_WAIT: Duration = Duration::from_millis(200);
 /// How often the consumer lag is measured.
 const LAG_INTERVAL: Duration = Duration::from_secs(1);
-/// How long the commits still running may take once the drain time is up.
+/// How long the last commits may take once the publisher has finished or
+/// the drain time is up, within [`SHUTDOWN_BUDGET`].
 const COMMIT_FINISH: Duration = Duration::from_secs(5);
+/// From the stop request to the sink's end: the process exits at the stop's
+/// hard deadline whatever happens, so the last commits get what the drain
+/// left of it, with a second to spare for the rest of the stop.
+const SHUTDOWN_BUDGET: Duration = HARD_DEADLINE.saturating_sub(Duration::from_secs(1));
 
 /// The transform stage as the sink drives it: a batch of raw records in, the
 /// emitted records and per-record failures out. [`TransformChain`] is the one
@@ -460,6 +466,8 @@ impl<C: OffsetCommitter> SinkLoop<'_, C> {
         stop_at_end: bool,
     ) -> Result<SinkEnd> {
         let mut draining_until: Option<Instant> = None;
+        // When the stop was asked for; bounds the last commits.
+        let mut stop_asked: Option<Instant> = None;
         let mut input_open = true;
         let mut lag_checked = Instant::now();
         // The gauge's read runs beside the loop: against a cluster whose SPU
@@ -474,6 +482,7 @@ impl<C: OffsetCommitter> SinkLoop<'_, C> {
                     reader_stop.cancel();
                     self.outbox.clear();
                     self.publish = None;
+                    stop_asked = Some(Instant::now());
                     draining_until = Some(Instant::now() + settings.drain_timeout);
                     self.metrics.set_stage("sink", "draining");
                 }
@@ -489,8 +498,7 @@ impl<C: OffsetCommitter> SinkLoop<'_, C> {
                     // fatal error or a panic (which the caller reports).
                     None => {
                         self.publisher_ended_early = self.publish.is_some();
-                        let until = draining_until.unwrap_or_else(|| Instant::now() + settings.drain_timeout);
-                        self.finish_commits(until).await;
+                        self.finish_commits(last_commits_until(stop_asked)).await;
                         return Ok(SinkEnd::Stopped { abandoned: self.abandoned() });
                     }
                 },
@@ -520,7 +528,7 @@ impl<C: OffsetCommitter> SinkLoop<'_, C> {
                 // Wakes an idle loop so the lag gauge follows the topic's end.
                 _ = tokio::time::sleep_until(lag_checked + LAG_INTERVAL), if draining_until.is_none() && bounds_read.is_none() => {}
                 _ = sleep_until(draining_until), if draining_until.is_some() => {
-                    self.finish_commits(Instant::now() + COMMIT_FINISH).await;
+                    self.finish_commits(last_commits_until(stop_asked)).await;
                     let abandoned = self.abandoned();
                     tracing::warn!(abandoned, "drain time is up; unsettled records stay uncommitted and are read again on restart");
                     return Ok(SinkEnd::Stopped { abandoned });
@@ -709,6 +717,16 @@ impl<C: OffsetCommitter> SinkLoop<'_, C> {
                 "reading the topic's bounds for the lag gauge failed"
             ),
         }
+    }
+}
+
+/// How long the last commits may run: [`COMMIT_FINISH`], and after a stop
+/// request no later than its [`SHUTDOWN_BUDGET`].
+fn last_commits_until(stop_asked: Option<Instant>) -> Instant {
+    let until = Instant::now() + COMMIT_FINISH;
+    match stop_asked {
+        Some(asked) => until.min(asked + SHUTDOWN_BUDGET),
+        None => until,
     }
 }
 
