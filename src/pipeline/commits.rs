@@ -187,11 +187,7 @@ impl<'a, C: OffsetCommitter> Commits<'a, C> {
             };
             slot.in_flight = Some(records);
             slot.retry_at = None;
-            let settled = Settled {
-                partition,
-                offset,
-                records,
-            };
+            let settled = Settled::new(partition, offset, records);
             self.running.push(
                 async move {
                     let result = committer.commit(&[(partition, offset)]).await;
@@ -251,46 +247,16 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use fluvio::metadata::topic::TopicSpec;
-    use fluvio::{Fluvio, FluvioClusterConfig};
-
     use super::*;
-    use crate::audit::SourceKey;
-    use crate::topic::fluvio::{FluvioBackend, FluvioCommitter, ProducerSettings};
-    use crate::topic::{NewRecord, TopicWriter};
+    use crate::topic::fluvio::{two_partition_topic, FluvioCommitter};
 
     fn settled(partition: u32, offset: u64, records: usize) -> Settled {
-        Settled {
-            partition,
-            offset,
-            records,
-        }
+        Settled::new(partition, offset, records)
     }
 
     /// A Fluvio topic of two partitions with records 0..20 in each.
     async fn two_partitions(cluster: &fluvio_testbed::TestCluster) -> FluvioCommitter {
-        let config = FluvioClusterConfig::new(cluster.sc_endpoint());
-        let fluvio = Arc::new(Fluvio::connect_with_config(&config).await.expect("connect"));
-        fluvio
-            .admin()
-            .await
-            .create("raw".to_string(), false, TopicSpec::new_computed(2, 1, None))
-            .await
-            .expect("topic");
-        let writer = FluvioBackend::from_client(fluvio.clone())
-            .falcon_writer("raw", &ProducerSettings::default())
-            .await
-            .expect("writer");
-        let records = (0..40u64)
-            .map(|i| NewRecord {
-                key: Some(SourceKey::new((i % 2) as u32, i / 2).encode().into()),
-                value: bytes::Bytes::from(format!("event {i}")),
-            })
-            .collect();
-        writer.append(records).await.expect("append");
-        FluvioCommitter::new(fluvio, "raw", "sink")
+        FluvioCommitter::new(two_partition_topic(cluster, "raw", 20).await, "raw", "sink")
     }
 
     /// Issue 8 §10: while one partition's commit is held (its replica slow),

@@ -29,6 +29,17 @@ pub struct Settled {
     pub records: usize,
 }
 
+impl Settled {
+    /// `records` raw records of `partition`, up to `offset`.
+    pub fn new(partition: u32, offset: u64, records: usize) -> Self {
+        Self {
+            partition,
+            offset,
+            records,
+        }
+    }
+}
+
 /// One raw record read and not yet committed.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -87,11 +98,9 @@ impl OffsetTracker {
         while let Some(record) = self.records.front().filter(|r| r.events == 0).copied() {
             self.records.pop_front();
             self.first_id += 1;
-            let entry = last.entry(record.partition).or_insert(Settled {
-                partition: record.partition,
-                offset: record.offset,
-                records: 0,
-            });
+            let entry = last
+                .entry(record.partition)
+                .or_insert(Settled::new(record.partition, record.offset, 0));
             entry.offset = entry.offset.max(record.offset);
             entry.records += 1;
         }
@@ -114,11 +123,7 @@ mod tests {
     use super::*;
 
     fn settled(partition: u32, offset: u64, records: usize) -> Settled {
-        Settled {
-            partition,
-            offset,
-            records,
-        }
+        Settled::new(partition, offset, records)
     }
 
     #[test]

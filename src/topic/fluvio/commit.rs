@@ -214,13 +214,8 @@ impl OffsetCommitter for FluvioCommitter {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use fluvio::metadata::topic::TopicSpec;
-    use fluvio::FluvioClusterConfig;
-
     use super::*;
-    use crate::audit::SourceKey;
-    use crate::topic::fluvio::{FluvioBackend, ProducerSettings};
-    use crate::topic::{NewRecord, TopicWriter};
+    use crate::topic::fluvio::two_partition_topic;
 
     /// Waits until `done` holds, for at most `patience`.
     async fn eventually(patience: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -241,26 +236,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_slow_partition_does_not_hold_back_the_others_commits() {
         let cluster = fluvio_testbed::TestCluster::start().await.expect("test cluster");
-        let config = FluvioClusterConfig::new(cluster.sc_endpoint());
-        let fluvio = Arc::new(Fluvio::connect_with_config(&config).await.expect("connect"));
-        fluvio
-            .admin()
-            .await
-            .create("slow".to_string(), false, TopicSpec::new_computed(2, 1, None))
-            .await
-            .expect("topic");
-        let backend = FluvioBackend { fluvio: fluvio.clone() };
-        let writer = backend
-            .falcon_writer("slow", &ProducerSettings::default())
-            .await
-            .expect("writer");
-        let records = (0..20u64)
-            .map(|i| NewRecord {
-                key: Some(SourceKey::new((i % 2) as u32, i).encode().into()),
-                value: bytes::Bytes::from(format!("event {i}")),
-            })
-            .collect();
-        writer.append(records).await.expect("append");
+        let fluvio = two_partition_topic(&cluster, "slow", 10).await;
         let committer = Arc::new(FluvioCommitter::new(fluvio, "slow", "sink"));
         cluster.hold_fetches("slow", 0);
         let commit = tokio::spawn({

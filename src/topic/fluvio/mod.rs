@@ -713,6 +713,36 @@ async fn read_log_start(fluvio: &Fluvio, topic: &str, partition: u32, next: u64)
     }
 }
 
+/// For tests: a topic of two partitions on `cluster` holding `per_partition`
+/// records in each (Falcon keys, so partition `p` gets Falcon partition `p`).
+#[cfg(test)]
+pub(crate) async fn two_partition_topic(
+    cluster: &fluvio_testbed::TestCluster,
+    topic: &str,
+    per_partition: u64,
+) -> Arc<Fluvio> {
+    let config = FluvioClusterConfig::new(cluster.sc_endpoint());
+    let fluvio = Arc::new(Fluvio::connect_with_config(&config).await.expect("connect"));
+    fluvio
+        .admin()
+        .await
+        .create(topic.to_string(), false, TopicSpec::new_computed(2, 1, None))
+        .await
+        .expect("topic");
+    let writer = FluvioBackend::from_client(fluvio.clone())
+        .falcon_writer(topic, &ProducerSettings::default())
+        .await
+        .expect("writer");
+    let records = (0..2 * per_partition)
+        .map(|i| NewRecord {
+            key: Some(crate::audit::SourceKey::new((i % 2) as u32, i / 2).encode().into()),
+            value: bytes::Bytes::from(format!("event {i}")),
+        })
+        .collect();
+    writer.append(records).await.expect("append");
+    fluvio
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
