@@ -16,6 +16,9 @@ OCSF_TESTS := -p falcon-audit-to-ocsf -p falcon-lake-glue
 # check-mode build of every dependency.
 CLIPPY := RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings
 export AWS_EC2_METADATA_DISABLED := true
+# Test binaries run side by side (scripts/test-lanes.sh): most of their time
+# is waiting, so three at a time keep two cores busy.
+TEST_LANES ?= 3
 # The SmartModules are found in their own crates' target/ (the tests and the
 # demo look there), so a CARGO_TARGET_DIR from the environment must not move them.
 unexport CARGO_TARGET_DIR
@@ -40,7 +43,8 @@ build-bin:
 ## Runs every check CI runs: formatting, clippy, all tests (native and wasm).
 test: setup tools fmt deps-check
 	$(MAKE) --no-print-directory -j2 build-test
-	$(CLIPPY) cargo test --workspace --tests
+	$(CLIPPY) cargo test --workspace --tests --no-run --message-format=json-render-diagnostics > target/test-binaries.json
+	sh scripts/test-lanes.sh $(TEST_LANES) < target/test-binaries.json
 	sh deploy/systemd/verify.sh target/debug/falcon-lake
 	cd $(SM_DIR) && $(CLIPPY) cargo test
 	cd $(OCSF_DIR) && $(CLIPPY) cargo test $(OCSF_TESTS)

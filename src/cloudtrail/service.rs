@@ -1,17 +1,18 @@
 //! The `PutAuditEvents` call through the AWS SDK: the client for one channel,
 //! and one request mapped to a result per event.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use aws_credential_types::Credentials;
 use aws_sdk_cloudtraildata::operation::put_audit_events::PutAuditEventsOutput;
-use aws_sdk_cloudtraildata::types::AuditEvent;
+use aws_smithy_types::body::SdkBody;
+use bytes::Bytes;
 
 use crate::cloudtrail::arn::ChannelArn;
-use crate::cloudtrail::checksum::event_data_checksum;
 use crate::cloudtrail::config::CloudTrailConfig;
 use crate::cloudtrail::error::{classify_event, classify_request};
+use crate::cloudtrail::request;
 use crate::publish::aws::{sdk_config, service_answer};
-use crate::publish::{EventResult, Prepared, RequestFailure, SendResult};
+use crate::publish::{EventResult, Prepared, SendResult};
 
 /// The environment variable the SDK reads for this service's endpoint.
 pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL_CLOUDTRAIL_DATA";
@@ -49,27 +50,24 @@ impl CloudTrailService {
     }
 
     /// Sends one request; on success, one result per event, in order.
+    ///
+    /// The SDK builds, signs (SigV4 over the body below), sends and parses
+    /// the call; only the body is [`request::body`]'s, swapped in before
+    /// signing, for each attempt.
     pub async fn put(&self, events: &[&Prepared]) -> SendResult {
-        let entries = events
-            .iter()
-            .map(|e| {
-                AuditEvent::builder()
-                    .id(&e.id)
-                    .event_data(&e.body)
-                    .event_data_checksum(event_data_checksum(&e.body))
-                    .build()
-                    .context("building an audit event")
-            })
-            .collect::<Result<Vec<_>>>()
-            .map_err(|e| RequestFailure::Fatal(super::error::internal(format!("{e:#}"))))?;
+        let body = Bytes::from(request::body(events));
         let mut request = self
             .client
             .put_audit_events()
             .channel_arn(&self.channel.arn)
-            .set_audit_events(Some(entries));
+            .set_audit_events(Some(Vec::new()));
         if let Some(id) = &self.external_id {
             request = request.external_id(id);
         }
+        let request = request.customize().mutate_request(move |http| {
+            http.headers_mut().insert("content-length", body.len().to_string());
+            *http.body_mut() = SdkBody::from(body.clone());
+        });
         match request.send().await {
             Ok(output) => Ok(per_event(events, &output)),
             Err(err) => Err(match service_answer(&err, "cloudtrail.request_timeout") {

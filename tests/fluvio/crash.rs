@@ -52,6 +52,8 @@ struct Tally {
     /// events handed to the publisher and not settled (its gauges just before).
     at_sink_kill: Vec<(u64, u64)>,
     gap_rereads: usize,
+    /// Raw events Falcon was asked for because a round's ran out before its kills.
+    topped_up: u64,
     /// Records retention removed while the connectors ran.
     retained_away: i64,
     /// Audit events a sink behind retention lost (it reported their range).
@@ -114,10 +116,27 @@ async fn duplicate_ids(d: &Deployment) -> u64 {
     d.cloudtrail_control.stat("duplicate_ids").await
 }
 
-/// Waits for a store after `before`.
-async fn wait_for_a_store(d: &Deployment, before: u64, kills: usize) {
+/// Without a store for this long, Falcon is asked for more events.
+const TOP_UP_AFTER: Duration = Duration::from_secs(5);
+
+/// Waits for a store after `before`. On a busy machine the connectors restart
+/// slowly and a round's events can all be delivered before its kills are done:
+/// then Falcon is asked for more, so that every kill still lands while events
+/// flow (a sink that delivers nothing at all still fails the wait).
+/// Returns the events it asked for.
+async fn wait_for_a_store(d: &Deployment, before: u64, kills: usize) -> u64 {
+    const TOP_UP: u64 = 500;
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut topped_up = Instant::now();
+    let mut asked = 0;
     while stored_total(d).await <= before {
+        if topped_up.elapsed() >= TOP_UP_AFTER {
+            d.falcon_control
+                .post(&format!("_emulator/events/generate?count={TOP_UP}"), "")
+                .await;
+            topped_up = Instant::now();
+            asked += TOP_UP;
+        }
         assert!(
             Instant::now() < deadline,
             "no delivery within 120 s after {kills} kills\nsource log tail:\n{}\nsink log tail:\n{}",
@@ -126,6 +145,7 @@ async fn wait_for_a_store(d: &Deployment, before: u64, kills: usize) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    asked
 }
 
 /// Waits until the topic holds every generated event (distinct keys counted
@@ -173,7 +193,7 @@ async fn run_round(round: &Round) -> Tally {
     let mut pending_dup: Option<u64> = None;
     for kill in 0..KILLS_PER_ROUND {
         let before = stored_total(&d).await;
-        wait_for_a_store(&d, before, kill).await;
+        tally.topped_up += wait_for_a_store(&d, before, kill).await;
         // Right after a store (a restarted sink catching up) or later (caught up).
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..1_500))).await;
         if kill % 2 == 0 {
@@ -402,6 +422,7 @@ async fn fluvio_crash_scenario() {
         all.duplicates += t.duplicates;
         all.per_sink_kill.extend(t.per_sink_kill);
         all.gap_rereads += t.gap_rereads;
+        all.topped_up += t.topped_up;
     }
     let raw: u64 = rounds.iter().map(|r| r.events).sum();
     eprintln!(
@@ -412,7 +433,8 @@ async fn fluvio_crash_scenario() {
         all.duplicates
     );
     eprintln!(
-        "  {raw} raw events (and 4,000 more in the retention round); {} source and {} sink kills; duplicates per sink kill {:?}; {} gap re-reads; {:.0} s",
+        "  {raw} raw events (and 4,000 more in the retention round, {} more while waiting for a delivery between kills); {} source and {} sink kills; duplicates per sink kill {:?}; {} gap re-reads; {:.0} s",
+        all.topped_up,
         all.source_kills,
         all.sink_kills,
         all.per_sink_kill,
