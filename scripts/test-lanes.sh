@@ -19,9 +19,13 @@ out="$PWD/target/test-lanes"
 run_one() {
 	dir=$1 exe=$2 log="$out/$(basename "$exe").log"
 	start=$(date +%s)
-	if (cd "$dir" && CARGO_MANIFEST_DIR="$dir" "$exe") > "$log" 2>&1; then status=ok; else status=FAILED; fi
+	# Where GNU time is installed, each binary's CPU seconds are printed too.
+	timer= cpu=
+	[ -x /usr/bin/time ] && timer="/usr/bin/time -o $log.cpu -f %U+%S"
+	if (cd "$dir" && CARGO_MANIFEST_DIR="$dir" $timer "$exe") > "$log" 2>&1; then status=ok; else status=FAILED; fi
+	[ -s "$log.cpu" ] && cpu=", $(tail -n 1 "$log.cpu") CPU-s"
 	result=$(grep '^test result:' "$log" | tail -n 1 || true)
-	echo "test-lanes: $status in $(($(date +%s) - start)) s: ${exe##*/} (${dir#"$PWD"}) $result"
+	echo "test-lanes: $status in $(($(date +%s) - start)) s$cpu: ${exe##*/} (${dir#"$PWD"}) $result"
 	if [ "$status" != ok ]; then
 		echo "$exe" >> "$out/failed"
 		sed 's/^/    /' "$log"
