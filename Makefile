@@ -22,6 +22,16 @@ TEST_LANES ?= 3
 # The SmartModules are found in their own crates' target/ (the tests and the
 # demo look there), so a CARGO_TARGET_DIR from the environment must not move them.
 unexport CARGO_TARGET_DIR
+# The SmartModule crates (each its own workspace, as smdk builds them) share
+# one target directory here, so the ~50 dependencies they have in common
+# compile once per target and profile instead of once per crate; each module
+# is then copied to its own crate's target/, where smdk would put it.
+SM_TARGET := $(CURDIR)/smartmodules/target
+SM_CARGO := CARGO_TARGET_DIR=$(SM_TARGET) cargo
+# $(call sm-copy,CRATE_DIR,TRIPLE,FILE): a built module to its crate's target/.
+sm-copy = mkdir -p $(1)/target/$(2)/release && cp $(SM_TARGET)/$(2)/release/$(3) $(1)/target/$(2)/release/$(3)
+CT_WASM := falcon_audit_to_cloudtrail.wasm
+OCSF_WASM := falcon_audit_to_ocsf.wasm
 
 .PHONY: demo test setup tools wasm wasm-demo lint fmt deps-check bench \
 	build-demo build-bin build-test build-tests build-sm-tests lint-faults
@@ -35,7 +45,8 @@ build-demo: wasm-demo build-bin
 
 # The demo needs only the SmartModule for wasm32-wasip1.
 wasm-demo:
-	+cd $(SM_DIR) && cargo build --release --target wasm32-wasip1
+	+cd $(SM_DIR) && $(SM_CARGO) build --release --target wasm32-wasip1
+	$(call sm-copy,$(SM_DIR),wasm32-wasip1,$(CT_WASM))
 
 build-bin:
 	+cargo build --bin falcon-lake
@@ -46,8 +57,8 @@ test: setup tools fmt deps-check
 	$(CLIPPY) cargo test --workspace --tests --no-run --message-format=json-render-diagnostics > target/test-binaries.json
 	sh scripts/test-lanes.sh $(TEST_LANES) < target/test-binaries.json
 	sh deploy/systemd/verify.sh target/debug/falcon-lake
-	cd $(SM_DIR) && $(CLIPPY) cargo test
-	cd $(OCSF_DIR) && $(CLIPPY) cargo test $(OCSF_TESTS)
+	cd $(SM_DIR) && $(CLIPPY) $(SM_CARGO) test
+	cd $(OCSF_DIR) && $(CLIPPY) $(SM_CARGO) test $(OCSF_TESTS)
 
 build-test: wasm build-tests build-sm-tests lint-faults
 
@@ -56,11 +67,11 @@ build-tests:
 	+$(CLIPPY) cargo test --workspace --all-targets --no-run
 
 build-sm-tests:
-	+cd $(SM_DIR) && $(CLIPPY) cargo test --all-targets --no-run
-	+cd $(OCSF_DIR) && $(CLIPPY) cargo test --all-targets --no-run $(OCSF_TESTS)
+	+cd $(SM_DIR) && $(CLIPPY) $(SM_CARGO) test --all-targets --no-run
+	+cd $(OCSF_DIR) && $(CLIPPY) $(SM_CARGO) test --all-targets --no-run $(OCSF_TESTS)
 
 lint-faults:
-	+cd smartmodules/test-faults && cargo clippy -- -D warnings
+	+cd smartmodules/test-faults && $(SM_CARGO) clippy -- -D warnings
 
 setup:
 	rustup target add wasm32-wasip1 wasm32-unknown-unknown
@@ -70,11 +81,16 @@ tools:
 
 ## Builds both SmartModules for both targets (what smdk builds, and --nowasi).
 wasm: setup
-	+cd $(SM_DIR) && cargo build --release --target wasm32-wasip1
-	+cd $(SM_DIR) && cargo build --release --target wasm32-unknown-unknown
-	+cd $(OCSF_DIR) && cargo build --release --target wasm32-wasip1
-	+cd $(OCSF_DIR) && cargo build --release --target wasm32-unknown-unknown
-	+cd smartmodules/test-faults && cargo build --release --target wasm32-wasip1
+	+cd $(SM_DIR) && $(SM_CARGO) build --release --target wasm32-wasip1
+	+cd $(SM_DIR) && $(SM_CARGO) build --release --target wasm32-unknown-unknown
+	+cd $(OCSF_DIR) && $(SM_CARGO) build --release --target wasm32-wasip1
+	+cd $(OCSF_DIR) && $(SM_CARGO) build --release --target wasm32-unknown-unknown
+	+cd smartmodules/test-faults && $(SM_CARGO) build --release --target wasm32-wasip1
+	$(call sm-copy,$(SM_DIR),wasm32-wasip1,$(CT_WASM))
+	$(call sm-copy,$(SM_DIR),wasm32-unknown-unknown,$(CT_WASM))
+	$(call sm-copy,$(OCSF_DIR),wasm32-wasip1,$(OCSF_WASM))
+	$(call sm-copy,$(OCSF_DIR),wasm32-unknown-unknown,$(OCSF_WASM))
+	$(call sm-copy,smartmodules/test-faults,wasm32-wasip1,test_faults.wasm)
 
 fmt: tools
 	cargo fmt --all --check
