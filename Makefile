@@ -34,7 +34,7 @@ CT_WASM := falcon_audit_to_cloudtrail.wasm
 OCSF_WASM := falcon_audit_to_ocsf.wasm
 
 .PHONY: demo test setup tools wasm wasm-demo lint fmt deps-check bench \
-	build-demo build-bin build-test build-tests build-sm-tests lint-faults
+	build-demo build-bin build-test build-tests build-sm build-sm-tests
 
 ## Runs both emulators and the whole pipeline, then prints a summary.
 demo: setup
@@ -60,18 +60,22 @@ test: setup tools fmt deps-check
 	cd $(SM_DIR) && $(CLIPPY) $(SM_CARGO) test
 	cd $(OCSF_DIR) && $(CLIPPY) $(SM_CARGO) test $(OCSF_TESTS)
 
-build-test: wasm build-tests build-sm-tests lint-faults
+build-test: build-tests build-sm
 
 # Every target of the workspace, benches included, built once with clippy's lints.
 build-tests:
 	+$(CLIPPY) cargo test --workspace --all-targets --no-run
 
+# The SmartModule builds as one job: a job holds its slot from its first
+# command to its last, so they keep a core beside the workspace's build
+# instead of waiting, each one, for cargo there to hand a slot back.
+build-sm:
+	+$(MAKE) --no-print-directory wasm
+	+$(MAKE) --no-print-directory build-sm-tests
+
 build-sm-tests:
 	+cd $(SM_DIR) && $(CLIPPY) $(SM_CARGO) test --all-targets --no-run
 	+cd $(OCSF_DIR) && $(CLIPPY) $(SM_CARGO) test --all-targets --no-run $(OCSF_TESTS)
-
-lint-faults:
-	+cd smartmodules/test-faults && $(SM_CARGO) clippy -- -D warnings
 
 setup:
 	rustup target add wasm32-wasip1 wasm32-unknown-unknown
@@ -79,13 +83,14 @@ setup:
 tools:
 	rustup component add rustfmt clippy
 
-## Builds both SmartModules for both targets (what smdk builds, and --nowasi).
+## Builds both SmartModules for both targets (what smdk builds, and --nowasi),
+## and the test fixture module, linted by clippy as it compiles.
 wasm: setup
 	+cd $(SM_DIR) && $(SM_CARGO) build --release --target wasm32-wasip1
 	+cd $(SM_DIR) && $(SM_CARGO) build --release --target wasm32-unknown-unknown
 	+cd $(OCSF_DIR) && $(SM_CARGO) build --release --target wasm32-wasip1
 	+cd $(OCSF_DIR) && $(SM_CARGO) build --release --target wasm32-unknown-unknown
-	+cd smartmodules/test-faults && $(SM_CARGO) build --release --target wasm32-wasip1
+	+cd smartmodules/test-faults && $(CLIPPY) $(SM_CARGO) build --release --target wasm32-wasip1
 	$(call sm-copy,$(SM_DIR),wasm32-wasip1,$(CT_WASM))
 	$(call sm-copy,$(SM_DIR),wasm32-unknown-unknown,$(CT_WASM))
 	$(call sm-copy,$(OCSF_DIR),wasm32-wasip1,$(OCSF_WASM))
