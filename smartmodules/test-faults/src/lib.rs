@@ -43,7 +43,8 @@ fn filter_map(record: &SmartModuleRecord) -> Result<Option<(Option<RecordData>, 
         leak_bytes: 0,
     });
     if faults.leak_bytes > 0 {
-        std::mem::forget(vec![1u8; faults.leak_bytes]);
+        // black_box: an allocation nothing reads is one the optimiser may drop.
+        std::hint::black_box(Vec::leak(vec![1u8; faults.leak_bytes]));
     }
     let (fail_on, trap_on) = (&faults.fail_on, &faults.trap_on);
     if let Some(marker) = trap_on.as_deref().filter(|m| value.contains(m)) {
