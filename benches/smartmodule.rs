@@ -5,6 +5,10 @@
 //! call's input, the module's own glue and mapping, the engine's decoding of
 //! the output: everything but the wasm call itself) and against a pass-through
 //! module with the stock `#[smartmodule]` glue, on the same generated events.
+//! The pass-through is `smartmodules/test-faults` without faults, built as
+//! smdk's `release-lto` profile builds a module (opt-level 3, LTO); until
+//! commit 7660b9f it was built at opt-level "s" without LTO, about 3× slower,
+//! which flattered every "× the stock glue" figure measured before.
 //!
 //! Every module runs warm, as the sink runs it: one instance per module for the
 //! whole run, many batches, after one untimed pass over the corpus that also
