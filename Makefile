@@ -28,8 +28,10 @@ unexport CARGO_TARGET_DIR
 # is then copied to its own crate's target/, where smdk would put it.
 SM_TARGET := $(CURDIR)/smartmodules/target
 SM_CARGO := CARGO_TARGET_DIR=$(SM_TARGET) cargo
-# $(call sm-copy,CRATE_DIR,TRIPLE,FILE): a built module to its crate's target/.
-sm-copy = mkdir -p $(1)/target/$(2)/release && cp $(SM_TARGET)/$(2)/release/$(3) $(1)/target/$(2)/release/$(3)
+# $(call sm-build,CRATE_DIR,TRIPLE,FILE[,PREFIX]): builds a module there (its
+# command prefixed by PREFIX) and copies it to its crate's target/.
+sm-build = (cd $(1) && $(4) $(SM_CARGO) build --release --target $(2)) \
+	&& mkdir -p $(1)/target/$(2)/release && cp $(SM_TARGET)/$(2)/release/$(3) $(1)/target/$(2)/release/$(3)
 CT_WASM := falcon_audit_to_cloudtrail.wasm
 OCSF_WASM := falcon_audit_to_ocsf.wasm
 
@@ -45,8 +47,7 @@ build-demo: wasm-demo build-bin
 
 # The demo needs only the SmartModule for wasm32-wasip1.
 wasm-demo:
-	+cd $(SM_DIR) && $(SM_CARGO) build --release --target wasm32-wasip1
-	$(call sm-copy,$(SM_DIR),wasm32-wasip1,$(CT_WASM))
+	+$(call sm-build,$(SM_DIR),wasm32-wasip1,$(CT_WASM))
 
 build-bin:
 	+cargo build --bin falcon-lake
@@ -86,16 +87,11 @@ tools:
 ## Builds both SmartModules for both targets (what smdk builds, and --nowasi),
 ## and the test fixture module, linted by clippy as it compiles.
 wasm: setup
-	+cd $(SM_DIR) && $(SM_CARGO) build --release --target wasm32-wasip1
-	+cd $(SM_DIR) && $(SM_CARGO) build --release --target wasm32-unknown-unknown
-	+cd $(OCSF_DIR) && $(SM_CARGO) build --release --target wasm32-wasip1
-	+cd $(OCSF_DIR) && $(SM_CARGO) build --release --target wasm32-unknown-unknown
-	+cd smartmodules/test-faults && $(CLIPPY) $(SM_CARGO) build --release --target wasm32-wasip1
-	$(call sm-copy,$(SM_DIR),wasm32-wasip1,$(CT_WASM))
-	$(call sm-copy,$(SM_DIR),wasm32-unknown-unknown,$(CT_WASM))
-	$(call sm-copy,$(OCSF_DIR),wasm32-wasip1,$(OCSF_WASM))
-	$(call sm-copy,$(OCSF_DIR),wasm32-unknown-unknown,$(OCSF_WASM))
-	$(call sm-copy,smartmodules/test-faults,wasm32-wasip1,test_faults.wasm)
+	+$(call sm-build,$(SM_DIR),wasm32-wasip1,$(CT_WASM))
+	+$(call sm-build,$(SM_DIR),wasm32-unknown-unknown,$(CT_WASM))
+	+$(call sm-build,$(OCSF_DIR),wasm32-wasip1,$(OCSF_WASM))
+	+$(call sm-build,$(OCSF_DIR),wasm32-unknown-unknown,$(OCSF_WASM))
+	+$(call sm-build,smartmodules/test-faults,wasm32-wasip1,test_faults.wasm,$(CLIPPY))
 
 fmt: tools
 	cargo fmt --all --check

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use super::check::check_event;
-use super::checksum::event_data_checksum;
+use super::checksum::push_event_data_checksum;
 use crate::audit::id::is_valid_id;
 use crate::audit::json::{escaped_len, write_string};
 use crate::publish::{BatchLimits, FatalError, Prepared, Refusal, Submitted};
@@ -54,7 +54,7 @@ pub fn body(events: &[&Prepared]) -> String {
         out.push_str(",\"eventData\":");
         write_string(&mut out, &event.body);
         out.push_str(",\"eventDataChecksum\":\"");
-        out.push_str(&event_data_checksum(&event.body));
+        push_event_data_checksum(&mut out, &event.body);
         out.push_str("\"}");
     }
     out.push_str("]}");
@@ -132,6 +132,7 @@ pub fn plan(events: &[&Prepared]) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloudtrail::checksum::event_data_checksum;
 
     fn submitted<'a>(id: &'a str, data: &'a str) -> Submitted<'a> {
         Submitted {
